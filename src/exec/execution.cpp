@@ -1,0 +1,365 @@
+#include "exec/execution.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+
+#include "exec/file_types.h"
+#include "exec/generated_files.h"
+#include "exec/ids.h"
+#include "exec/output_capture.h"
+#include "exec/workspace.h"
+#include "runner/runner_files.h"
+#include "sandbox/sandbox.h"
+
+namespace codecell::exec {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using sandbox::UniqueFd;
+
+std::string FormatNumber(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", v);
+  return buffer;
+}
+
+std::string SignalSentence(int sig) {
+  const char* name = sigabbrev_np(sig);
+  std::string text = "Process was killed by signal " + std::to_string(sig);
+  if (name != nullptr) text += std::string(" (SIG") + name + ")";
+  if (sig == SIGSYS) text += ": it made a system call the sandbox forbids";
+  return text;
+}
+
+void AppendSentence(std::string& error, const std::string& sentence) {
+  if (!error.empty() && error.back() != '\n') error.push_back('\n');
+  error += sentence;
+}
+
+struct Pipe {
+  UniqueFd read, write;
+  static Result<Pipe> Make() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+      return Result<Pipe>::Fail(std::string("pipe2: ") + std::strerror(errno));
+    }
+    Pipe p;
+    p.read.reset(fds[0]);
+    p.write.reset(fds[1]);
+    ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    return p;
+  }
+};
+
+// Reads everything available; returns false at end of file.
+template <typename OnBytes>
+bool Drain(int fd, OnBytes on_bytes) {
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n > 0) {
+      on_bytes(std::string_view(buffer, static_cast<size_t>(n)));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return true;
+    return false;
+  }
+}
+
+}  // namespace
+
+std::string ValidateLimits(const Limits& l, const LimitBounds& b) {
+  auto range = [](const char* name, double v, double lo, double hi, const char* unit) {
+    if (std::isnan(v) || v < lo || v > hi) {
+      return std::string(name) + " must be between " + FormatNumber(lo) + " and " +
+             FormatNumber(hi) + " " + unit + " (got " + FormatNumber(v) + ")";
+    }
+    return std::string();
+  };
+  for (auto msg : {range("timeout", l.timeout_seconds, 0.1, b.max_timeout_seconds, "seconds"),
+                   range("memory", static_cast<double>(l.memory_mb), 32,
+                         static_cast<double>(b.max_memory_mb), "MiB"),
+                   range("processes", static_cast<double>(l.max_processes), 4,
+                         static_cast<double>(b.max_processes), "processes"),
+                   range("tmp size", static_cast<double>(l.tmp_mb), 1,
+                         static_cast<double>(b.max_tmp_mb), "MiB"),
+                   range("workspace size", static_cast<double>(l.workspace_mb), 1,
+                         static_cast<double>(b.max_workspace_mb), "MiB")}) {
+    if (!msg.empty()) return msg;
+  }
+  return "";
+}
+
+nlohmann::json ExecutionResult::ToJson() const {
+  using nlohmann::json;
+  json generated = json::array();
+  for (const auto& f : generated_files) {
+    generated.push_back({{"file_id", f.file_id},
+                         {"filename", f.filename},
+                         {"file_type", f.file_type},
+                         {"mime_type", f.mime_type},
+                         {"size", f.size},
+                         {"expires_at", nullptr},
+                         {"path", f.host_path}});
+  }
+  json skipped = json::array();
+  for (const auto& s : skipped_files) {
+    skipped.push_back({{"filename", s.filename}, {"size", s.size}, {"reason", s.reason}});
+  }
+  return {{"execution_id", execution_id},
+          {"success", success()},
+          {"status", status},
+          {"output", output},
+          {"error", error},
+          {"return_code", return_code},
+          {"execution_time", std::round(execution_time * 1e4) / 1e4},
+          {"truncated", {{"output", output_truncated}, {"error", error_truncated}}},
+          {"generated_files", generated},
+          {"skipped_files", skipped},
+          {"installed_packages", json::array()},
+          {"failed_packages", json::array()},
+          {"resources",
+           {{"cpu_time", cpu_time ? json(std::round(*cpu_time * 1e4) / 1e4) : json(nullptr)},
+            {"peak_memory_bytes", peak_memory_bytes ? json(*peak_memory_bytes) : json(nullptr)}}}};
+}
+
+Result<ExecutionEnvironment> ExecutionEnvironment::Prepare(const std::string& data_dir) {
+  using R = Result<ExecutionEnvironment>;
+  if (::geteuid() != 0) {
+    return R::Fail(
+        "codecell must run as root: it creates namespaces and cgroups and runs each execution "
+        "under an unprivileged slot uid");
+  }
+  ExecutionEnvironment env;
+  env.data_dir = data_dir;
+  env.work_root = data_dir + "/work";
+  std::error_code ec;
+  std::filesystem::create_directories(env.work_root, ec);
+  if (ec) return R::Fail("cannot create " + env.work_root + ": " + ec.message());
+  ::chmod(data_dir.c_str(), 0700);
+  ::chmod(env.work_root.c_str(), 0700);
+  if (auto s = EnterPrivateMountNamespace(); !s) return R::Fail(s.error());
+  env.cgroups = sandbox::DetectCgroups();
+  auto program = sandbox::BuildSandboxSeccompProgram();
+  if (!program) return R::Fail(program.error());
+  env.seccomp = std::move(program.value());
+  env.tmp_seed_files = runner::PrepareMatplotlibCache(data_dir + "/cache/matplotlib");
+  Workspace::SweepStale(env.work_root);
+  return env;
+}
+
+Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
+                                     const ExecutionRequest& request) {
+  using R = Result<ExecutionResult>;
+  const Limits& limits = request.limits;
+  auto lease = sandbox::SlotLease::Acquire(env.slots);
+  if (!lease) return R::Fail(lease.error());
+  ExecutionResult result;
+  result.execution_id = NewRandomId("exec_");
+
+  auto workspace = Workspace::Create(env.work_root, result.execution_id, limits.workspace_mb << 20,
+                                     lease->uid(), lease->gid());
+  if (!workspace) return R::Fail(workspace.error());
+  std::vector<runner::RunnerInput> runner_inputs;
+  for (const auto& input : request.inputs) {
+    auto name = workspace->AddInput(input.host_path, input.filename);
+    if (!name) return R::Fail(name.error());
+    runner_inputs.push_back({input.file_id, *name});
+  }
+  for (auto [name, content] :
+       {std::pair<const char*, std::string>{"runner.py", runner::kRunnerSource},
+        {"code.py", request.code},
+        {"files.json", runner::FilesJson(runner_inputs)}}) {
+    if (auto s = workspace->WriteMeta(name, content); !s) return R::Fail(s.error());
+  }
+
+  sandbox::ExecutionCgroup cgroup;
+  if (env.cgroups.mode != sandbox::CgroupMode::kNone) {
+    auto created = sandbox::ExecutionCgroup::Create(
+        env.cgroups, result.execution_id, {limits.memory_mb << 20, limits.max_processes});
+    if (!created) return R::Fail(created.error());
+    cgroup = std::move(created.value());
+  }
+
+  sandbox::RootfsOptions rootfs;
+  rootfs.root = workspace->root();
+  rootfs.overlay_lower = workspace->lower();
+  rootfs.overlay_upper = workspace->upper();
+  rootfs.overlay_work = workspace->overlay_work();
+  rootfs.meta_source = workspace->meta();
+  rootfs.tmp_bytes = limits.tmp_mb << 20;
+  rootfs.uid = lease->uid();
+  rootfs.gid = lease->gid();
+  rootfs.tmp_dirs = {runner::kMatplotlibDirInTmp};
+  rootfs.tmp_seed_files = env.tmp_seed_files;
+  auto plan = sandbox::PlanRootfs(rootfs);
+  if (!plan) return R::Fail(plan.error());
+
+  auto out = Pipe::Make();
+  auto err = Pipe::Make();
+  if (!out) return R::Fail(out.error());
+  if (!err) return R::Fail(err.error());
+
+  sandbox::SandboxSpec spec;
+  spec.rootfs = std::move(plan.value());
+  spec.argv = runner::InterpreterArgv();
+  spec.env = runner::InterpreterEnv();
+  spec.uid = lease->uid();
+  spec.gid = lease->gid();
+  spec.rlimits.processes = limits.max_processes;
+  spec.rlimits.cpu_seconds = static_cast<rlim_t>(std::ceil(limits.timeout_seconds)) + 1;
+  spec.rlimits.file_size_bytes = std::max(limits.workspace_mb, limits.tmp_mb) << 20;
+  if (!cgroup.limits_memory()) spec.rlimits.address_space_bytes = limits.memory_mb << 20;
+  spec.cgroup_procs_fds = cgroup.procs_fds();
+  spec.stdout_fd = out->write.get();
+  spec.stderr_fd = err->write.get();
+  spec.seccomp = &env.seccomp;
+
+  BoundedUtf8Capture stdout_capture(limits.max_output_chars, request.on_stdout);
+  BoundedUtf8Capture stderr_capture(limits.max_output_chars, request.on_stderr);
+  sandbox::SandboxReport report;
+
+  const auto start = Clock::now();
+  auto launched = sandbox::LaunchSandbox(spec);
+  out->write.reset();
+  err->write.reset();
+  if (!launched) return R::Fail(launched.error());
+  sandbox::SandboxProcess& process = launched.value();
+  ::fcntl(process.report.get(), F_SETFL, O_NONBLOCK);
+
+  const auto deadline =
+      start + std::chrono::milliseconds(static_cast<int64_t>(limits.timeout_seconds * 1000));
+  // After a kill the kernel tears the namespace down at once; this only bounds a pathological
+  // case (a process stuck in the kernel) so that the supervisor never hangs.
+  constexpr auto kDrainAfterKill = std::chrono::seconds(5);
+  bool timed_out = false;
+  bool final_drain = false;  // past the deadline: only collecting what is left in the pipes
+  auto stop_by = deadline;
+  Clock::time_point exited_at{};
+  pollfd fds[3] = {{out->read.get(), POLLIN, 0},
+                   {err->read.get(), POLLIN, 0},
+                   {process.report.get(), POLLIN, 0}};
+  for (;;) {
+    if (fds[0].fd < 0 && fds[1].fd < 0 && fds[2].fd < 0) break;
+    auto now = Clock::now();
+    if (now >= stop_by) {
+      if (final_drain) break;
+      final_drain = true;
+      stop_by = now + kDrainAfterKill;
+      if (!report.exited) {
+        timed_out = true;
+        ::kill(process.pid, SIGKILL);  // pid 1 of the namespace: the kernel kills all inside
+        cgroup.KillAll();
+      }
+      continue;
+    }
+    int wait_ms = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(stop_by - now).count()) + 1;
+    int n = ::poll(fds, 3, wait_ms);
+    if (n < 0 && errno != EINTR) return R::Fail(std::string("poll: ") + std::strerror(errno));
+    if (n <= 0) continue;
+    if (fds[0].revents != 0 &&
+        !Drain(fds[0].fd, [&](std::string_view b) { stdout_capture.Append(b); })) {
+      fds[0].fd = -1;
+    }
+    if (fds[1].revents != 0 &&
+        !Drain(fds[1].fd, [&](std::string_view b) { stderr_capture.Append(b); })) {
+      fds[1].fd = -1;
+    }
+    if (fds[2].revents != 0) {
+      bool was_exited = report.exited;
+      if (!sandbox::ConsumeReports(fds[2].fd, report)) fds[2].fd = -1;
+      if (report.exited && !was_exited) exited_at = Clock::now();
+    }
+  }
+  if (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[2].fd >= 0) ::kill(process.pid, SIGKILL);
+  int init_status = 0;
+  rusage usage{};
+  while (::wait4(process.pid, &init_status, 0, &usage) < 0 && errno == EINTR) {
+  }
+  auto end = report.exited ? exited_at : Clock::now();
+  result.execution_time = std::chrono::duration<double>(end - start).count();
+  stdout_capture.Finish();
+  stderr_capture.Finish();
+
+  if (!report.setup_error.empty()) {
+    return R::Fail("the sandbox could not be set up: " + report.setup_error);
+  }
+  if (!report.exec_error.empty()) {
+    return R::Fail("the interpreter could not be started: " + report.exec_error);
+  }
+
+  sandbox::CgroupStats stats = cgroup.ReadStats();
+  result.cpu_time = stats.cpu_seconds;
+  if (!result.cpu_time) {
+    result.cpu_time = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                      static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  }
+  result.peak_memory_bytes = stats.peak_memory_bytes;
+  if (!result.peak_memory_bytes) {
+    result.peak_memory_bytes = static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+  }
+
+  result.output = stdout_capture.text();
+  result.error = stderr_capture.text();
+  result.output_truncated = stdout_capture.truncated();
+  result.error_truncated = stderr_capture.truncated();
+  const int status = report.wait_status;
+  if (timed_out) {
+    result.status = "timeout";
+    result.return_code = -1;
+    AppendSentence(result.error,
+                   "Execution timeout after " + FormatNumber(limits.timeout_seconds) + " seconds");
+  } else if (stats.oom_kills > 0) {
+    result.status = "oom";
+    result.return_code = -SIGKILL;
+    AppendSentence(result.error, "Execution exceeded the memory limit of " +
+                                     std::to_string(limits.memory_mb) + " MiB");
+  } else if (!report.exited) {
+    result.status = "killed";
+    result.return_code = -SIGKILL;
+    AppendSentence(result.error, "The sandbox ended before the interpreter reported its exit");
+  } else if (WIFEXITED(status)) {
+    result.return_code = WEXITSTATUS(status);
+    result.status = result.return_code == 0 ? "ok" : "error";
+  } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) {
+    result.status = "timeout";
+    result.return_code = -1;
+    AppendSentence(result.error, "Execution exceeded the CPU time limit of " +
+                                     std::to_string(spec.rlimits.cpu_seconds) + " seconds");
+  } else {
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+    result.status = "killed";
+    result.return_code = -sig;
+    AppendSentence(result.error, SignalSentence(sig));
+  }
+
+  if (!request.generated_dir.empty()) {
+    Collection collected =
+        CollectGeneratedFiles(workspace->upper(), workspace->lower(), request.generated_dir,
+                              {limits.max_generated_files, limits.max_generated_file_bytes});
+    if (!collected.error.empty()) return R::Fail(collected.error);
+    for (const auto& f : collected.files) {
+      FileType type = FileTypeForName(f.relative_path);
+      result.generated_files.push_back(
+          {NewRandomId("file_"), f.relative_path, type.kind, type.mime, f.host_path, f.size});
+    }
+    for (const auto& s : collected.skipped) {
+      result.skipped_files.push_back({s.relative_path, s.reason, s.size});
+    }
+  }
+  return result;
+}
+
+}  // namespace codecell::exec

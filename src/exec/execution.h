@@ -1,0 +1,105 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sandbox/cgroups.h"
+#include "sandbox/seccomp_filter.h"
+#include "sandbox/slots.h"
+#include "sandbox/sys_result.h"
+
+namespace codecell::exec {
+
+using sandbox::Result;
+
+// Per-execution limits (SPEC "Limits"); a request may lower them, and raise them only up to the
+// configured maxima (see LimitBounds).
+struct Limits {
+  double timeout_seconds = 60;
+  uint64_t memory_mb = 1024;
+  uint64_t max_processes = 64;
+  uint64_t tmp_mb = 256;
+  uint64_t workspace_mb = 512;
+  size_t max_output_chars = 100000;
+  size_t max_generated_files = 50;
+  uint64_t max_generated_file_bytes = 50ull << 20;
+};
+
+struct LimitBounds {
+  double max_timeout_seconds = 300;
+  uint64_t max_memory_mb = 16384;
+  uint64_t max_processes = 1024;
+  uint64_t max_tmp_mb = 4096;
+  uint64_t max_workspace_mb = 4096;
+};
+
+// An error message naming the offending limit and its range, or "" when all are in range.
+std::string ValidateLimits(const Limits& limits, const LimitBounds& bounds);
+
+struct InputFile {
+  std::string file_id;
+  std::string filename;   // display name; placed in /mnt/data under it (or "name (2).ext")
+  std::string host_path;  // copied, never modified
+};
+
+struct ExecutionRequest {
+  std::string code;
+  std::vector<InputFile> inputs;
+  Limits limits;
+  std::string generated_dir;  // generated files are copied here (relative paths kept)
+  // Live pass-through of what is kept of stdout / stderr (optional).
+  std::function<void(std::string_view)> on_stdout, on_stderr;
+};
+
+struct GeneratedFile {
+  std::string file_id, filename, file_type, mime_type, host_path;
+  uint64_t size = 0;
+};
+
+struct SkippedGeneratedFile {
+  std::string filename, reason;
+  uint64_t size = 0;
+};
+
+struct ExecutionResult {
+  std::string execution_id;
+  std::string status;  // ok | error | timeout | oom | killed
+  std::string output, error;
+  int return_code = 0;
+  double execution_time = 0;
+  bool output_truncated = false, error_truncated = false;
+  std::vector<GeneratedFile> generated_files;
+  std::vector<SkippedGeneratedFile> skipped_files;
+  std::optional<double> cpu_time;
+  std::optional<uint64_t> peak_memory_bytes;
+
+  bool success() const { return status == "ok" && return_code == 0; }
+  nlohmann::json ToJson() const;
+};
+
+// What every execution of this process shares, prepared once.
+struct ExecutionEnvironment {
+  std::string data_dir;
+  std::string work_root;  // <data_dir>/work
+  sandbox::CgroupLayout cgroups;
+  sandbox::SeccompProgram seccomp;
+  sandbox::SlotConfig slots;
+  std::vector<std::pair<std::string, std::string>> tmp_seed_files;
+
+  // Needs root. Enters a private mount namespace (call before starting threads), detects cgroups,
+  // compiles the seccomp filter, builds matplotlib's font cache, sweeps leftovers of dead runs.
+  static Result<ExecutionEnvironment> Prepare(const std::string& data_dir);
+};
+
+// Runs one execution to the end. Fails (no result) only when codecell itself could not run it;
+// whatever the user's code does is a result.
+Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
+                                     const ExecutionRequest& request);
+
+}  // namespace codecell::exec

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <string>
+
+namespace codecell::exec {
+
+struct FileType {
+  std::string kind;  // image, data, text, structured, html, pdf, code, archive, other
+  std::string mime;
+};
+
+// Kind and MIME type from the file name's extension (case-insensitive), as the old bot sorted
+// generated files. Unknown extensions are {"other", "application/octet-stream"}.
+FileType FileTypeForName(const std::string& filename);
+
+// A display name safe to place in a directory: no separators, no control characters, not "." or
+// "..", at most 255 bytes (cut on a UTF-8 boundary, extension kept). Empty input gives "file".
+std::string SafeFileName(const std::string& name);
+
+// "name.ext" -> "name (2).ext" for n = 2.
+std::string NumberedFileName(const std::string& name, int n);
+
+}  // namespace codecell::exec

@@ -1,0 +1,146 @@
+#include "exec/generated_files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "sandbox/unique_fd.h"
+
+namespace codecell::exec {
+namespace {
+
+using sandbox::UniqueFd;
+
+constexpr int kMaxDepth = 64;
+
+struct Candidate {
+  std::string path;
+  uint64_t size;
+};
+
+void Walk(int dir_fd, const std::string& prefix, int depth, std::vector<Candidate>& regular,
+          std::vector<SkippedFile>& skipped) {
+  if (depth > kMaxDepth) {
+    skipped.push_back({prefix, 0, "directory nesting too deep"});
+    return;
+  }
+  DIR* dir = ::fdopendir(dir_fd);
+  if (dir == nullptr) {
+    ::close(dir_fd);
+    return;
+  }
+  while (dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    std::string rel = prefix.empty() ? name : prefix + "/" + name;
+    struct stat st {};
+    if (::fstatat(::dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      int child = ::openat(::dirfd(dir), entry->d_name,
+                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (child >= 0) Walk(child, rel, depth + 1, regular, skipped);
+    } else if (S_ISREG(st.st_mode)) {
+      regular.push_back({rel, static_cast<uint64_t>(st.st_size)});
+    } else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) {
+      // An overlayfs whiteout: the code deleted an input. Nothing to collect.
+    } else if (S_ISLNK(st.st_mode)) {
+      skipped.push_back({rel, 0, "symlink"});
+    } else {
+      skipped.push_back({rel, 0, "not a regular file"});
+    }
+  }
+  ::closedir(dir);
+}
+
+bool SameContent(int a, int b) {
+  char x[65536], y[65536];
+  for (;;) {
+    ssize_t n = ::read(a, x, sizeof x);
+    if (n < 0) return false;
+    ssize_t m = 0;
+    while (m < n) {
+      ssize_t k = ::read(b, y + m, static_cast<size_t>(n - m));
+      if (k <= 0) return false;
+      m += k;
+    }
+    if (n == 0) return ::read(b, y, 1) == 0;
+    if (std::memcmp(x, y, static_cast<size_t>(n)) != 0) return false;
+  }
+}
+
+// True when `rel` exists in lower/ as a regular file with the same bytes: opened for writing or
+// touched, but not changed.
+bool UnchangedInput(const std::string& upper, const std::string& lower, const Candidate& c) {
+  UniqueFd in_lower(::open((lower + "/" + c.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!in_lower.valid()) return false;
+  struct stat st {};
+  if (::fstat(in_lower.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) != c.size) {
+    return false;
+  }
+  UniqueFd in_upper(::open((upper + "/" + c.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  return in_upper.valid() && SameContent(in_upper.get(), in_lower.get());
+}
+
+bool CopyOut(const std::string& source, const std::string& target, std::string& error) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(target).parent_path(), ec);
+  UniqueFd in(::open(source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd out(::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!in.valid() || !out.valid()) {
+    error = "cannot copy " + source + " to " + target + ": " + std::strerror(errno);
+    return false;
+  }
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(in.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) return true;
+    if (n < 0 || ::write(out.get(), buffer, static_cast<size_t>(n)) != n) {
+      error = "cannot copy " + source + " to " + target + ": " + std::strerror(errno);
+      return false;
+    }
+  }
+}
+
+}  // namespace
+
+Collection CollectGeneratedFiles(const std::string& upper, const std::string& lower,
+                                 const std::string& dest_dir, const CollectLimits& limits) {
+  Collection result;
+  std::vector<Candidate> regular;
+  int root = ::open(upper.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (root < 0) {
+    result.error = "cannot open " + upper + ": " + std::strerror(errno);
+    return result;
+  }
+  Walk(root, "", 0, regular, result.skipped);
+  std::sort(regular.begin(), regular.end(),
+            [](const Candidate& a, const Candidate& b) { return a.path < b.path; });
+  for (const auto& c : regular) {
+    if (UnchangedInput(upper, lower, c)) continue;
+    if (c.size > limits.max_file_bytes) {
+      result.skipped.push_back({c.path, c.size,
+                                "larger than the limit of " +
+                                    std::to_string(limits.max_file_bytes >> 20) + " MiB"});
+    } else if (result.files.size() >= limits.max_files) {
+      result.skipped.push_back(
+          {c.path, c.size, "over the limit of " + std::to_string(limits.max_files) + " files"});
+    } else {
+      std::string target = dest_dir + "/" + c.path;
+      if (!CopyOut(upper + "/" + c.path, target, result.error)) return result;
+      result.files.push_back({c.path, c.size, target});
+    }
+  }
+  std::sort(result.skipped.begin(), result.skipped.end(),
+            [](const SkippedFile& a, const SkippedFile& b) { return a.relative_path < b.relative_path; });
+  return result;
+}
+
+}  // namespace codecell::exec

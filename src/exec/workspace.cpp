@@ -1,0 +1,158 @@
+#include "exec/workspace.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <utility>
+
+#include "exec/file_types.h"
+
+namespace codecell::exec {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string ErrnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+Status MakeDir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    return Status::Fail(ErrnoText("mkdir " + path));
+  }
+  return sandbox::OkStatus();
+}
+
+}  // namespace
+
+Status EnterPrivateMountNamespace() {
+  if (::unshare(CLONE_NEWNS) != 0) {
+    return Status::Fail(ErrnoText("unshare(CLONE_NEWNS) (codecell needs root or CAP_SYS_ADMIN)"));
+  }
+  // Slave: host mounts still reach us, ours never reach the host.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) {
+    return Status::Fail(ErrnoText("make / a slave mount"));
+  }
+  return sandbox::OkStatus();
+}
+
+Result<Workspace> Workspace::Create(const std::string& work_root, const std::string& execution_id,
+                                    uint64_t workspace_bytes, uid_t uid, gid_t gid) {
+  using R = Result<Workspace>;
+  std::error_code ec;
+  fs::create_directories(work_root, ec);
+  if (ec) return R::Fail("cannot create " + work_root + ": " + ec.message());
+  Workspace w;
+  w.uid_ = uid;
+  w.gid_ = gid;
+  if (auto s = MakeDir(work_root + "/" + execution_id, 0700); !s) return R::Fail(s.error());
+  w.dir_ = work_root + "/" + execution_id;
+  w.lock_.reset(::open((w.dir_ + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!w.lock_.valid() || ::flock(w.lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+    return R::Fail(ErrnoText("lock " + w.dir_));
+  }
+  for (const char* sub : {"/root", "/lower", "/ws", "/meta"}) {
+    if (auto s = MakeDir(w.dir_ + sub, 0755); !s) return R::Fail(s.error());
+  }
+  std::string options = "size=" + std::to_string(workspace_bytes) + ",mode=0755";
+  if (::mount("tmpfs", (w.dir_ + "/ws").c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) !=
+      0) {
+    return R::Fail(ErrnoText("mount workspace tmpfs"));
+  }
+  w.ws_mounted_ = true;
+  if (auto s = MakeDir(w.upper(), 0755); !s) return R::Fail(s.error());
+  if (auto s = MakeDir(w.overlay_work(), 0700); !s) return R::Fail(s.error());
+  // The overlay's root takes its owner from upper/: /mnt/data belongs to the slot.
+  if (::chown(w.upper().c_str(), uid, gid) != 0) return R::Fail(ErrnoText("chown upper"));
+  return w;
+}
+
+Workspace::Workspace(Workspace&& o) noexcept
+    : dir_(std::move(o.dir_)),
+      ws_mounted_(std::exchange(o.ws_mounted_, false)),
+      uid_(o.uid_),
+      gid_(o.gid_),
+      lock_(std::move(o.lock_)) {
+  o.dir_.clear();
+}
+
+Workspace& Workspace::operator=(Workspace&& o) noexcept {
+  if (this != &o) {
+    Destroy();
+    dir_ = std::move(o.dir_);
+    o.dir_.clear();
+    ws_mounted_ = std::exchange(o.ws_mounted_, false);
+    uid_ = o.uid_;
+    gid_ = o.gid_;
+    lock_ = std::move(o.lock_);
+  }
+  return *this;
+}
+
+Workspace::~Workspace() { Destroy(); }
+
+void Workspace::Destroy() {
+  if (dir_.empty()) return;
+  if (ws_mounted_) ::umount2((dir_ + "/ws").c_str(), MNT_DETACH);
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+  dir_.clear();
+  lock_.reset();
+}
+
+Result<std::string> Workspace::AddInput(const std::string& host_path,
+                                        const std::string& display_name) {
+  using R = Result<std::string>;
+  std::string base = SafeFileName(display_name);
+  std::string name = base;
+  for (int n = 2; fs::exists(lower() + "/" + name); ++n) name = NumberedFileName(base, n);
+  std::string target = lower() + "/" + name;
+  std::error_code ec;
+  fs::copy_file(host_path, target, fs::copy_options::none, ec);
+  if (ec) return R::Fail("cannot copy input " + host_path + ": " + ec.message());
+  // Owned by the slot so that the copy-up in /mnt/data stays writable by the code.
+  if (::chown(target.c_str(), uid_, gid_) != 0 || ::chmod(target.c_str(), 0644) != 0) {
+    return R::Fail(ErrnoText("chown input " + target));
+  }
+  return name;
+}
+
+Status Workspace::WriteMeta(const std::string& name, const std::string& content) {
+  std::string path = meta() + "/" + name;
+  sandbox::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return Status::Fail(ErrnoText("create " + path));
+  const char* data = content.data();
+  size_t left = content.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd.get(), data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::Fail(ErrnoText("write " + path));
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  return sandbox::OkStatus();
+}
+
+void Workspace::SweepStale(const std::string& work_root) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(work_root, ec)) {
+    std::string dir = entry.path().string();
+    sandbox::UniqueFd lock(::open((dir + "/lock").c_str(), O_RDWR | O_CLOEXEC));
+    if (lock.valid() && ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) continue;  // alive
+    struct stat st {};
+    // Without a lock file the owner may be between mkdir and open: leave young ones alone.
+    if (!lock.valid() && (::stat(dir.c_str(), &st) != 0 || ::time(nullptr) - st.st_mtime < 60)) {
+      continue;
+    }
+    ::umount2((dir + "/ws").c_str(), MNT_DETACH);
+    fs::remove_all(dir, ec);
+  }
+}
+
+}  // namespace codecell::exec

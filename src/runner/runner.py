@@ -1,0 +1,477 @@
+"""codecell sandbox runner.
+
+The sandbox execs this file as
+
+    /usr/bin/python3 -I -B -u /run/codecell/runner.py        (cwd /mnt/data)
+
+once every isolation measure is in place.  It is NOT a security boundary (the kernel is); its
+job is to make the user's code behave as if it had been run with `python -c`, plus `load_file`
+and `FILES`:
+
+* reads the code (bytes) from <dir>/code.py and the attached files from <dir>/files.json
+  (`{"files": [{"file_id", "filename", "path"}]}`), <dir> = $CODECELL_RUNNER_DIR or /run/codecell;
+* runs it as `__main__` (a fresh module installed as sys.modules['__main__']) whose globals hold
+  only the standard module dunders, `__builtins__`, `load_file` and `FILES`;
+* sys.argv = ['<code>'], the data dir first on sys.path; the source is compiled as '<code>' and
+  kept in linecache so tracebacks, warnings and inspect show the user's lines and line numbers;
+* uncaught exceptions are printed without any frame of this file, exit status 1
+  (KeyboardInterrupt: 130); SystemExit behaves exactly as in Python; atexit handlers run.
+
+The data dir is /mnt/data unless $CODECELL_DATA_DIR_INSIDE says otherwise (tests only; the
+sandbox never sets it).  Nothing heavy is imported before the user's code runs: load_file imports
+pandas, numpy, yaml, ... only when a file needs them.
+"""
+
+
+def _make_load_file(files, data_dir):
+    """Build load_file.  Everything it needs lives in this closure, so once the runner's module
+    globals are cleared nothing of the runner is reachable through load_file.__globals__."""
+    import os
+
+    entries = []  # (file_id, filename, path) in files.json order
+    by_id = {}
+    by_filename = {}
+    for f in files:
+        fid, fname, path = str(f["file_id"]), str(f.get("filename") or ""), str(f["path"])
+        entries.append((fid, fname, path))
+        by_id.setdefault(fid, path)
+        if fname:
+            by_filename.setdefault(fname, path)
+
+    PATH_EXTS = frozenset((
+        # images
+        "png jpg jpeg jpe jfif gif bmp dib webp tif tiff ico icns svg svgz heic heif avif psd "
+        "raw cr2 nef arw dng eps ai xcf "
+        # audio
+        "mp3 wav wave flac ogg oga opus m4a aac wma aif aiff aifc mid midi amr ape au "
+        # video
+        "mp4 m4v mov avi mkv webm wmv flv mpg mpeg m2ts mts 3gp 3g2 ogv vob "
+        # archives and compressed files
+        "zip tar gz tgz bz2 tbz tbz2 xz txz lz lzma lz4 zst tzst 7z rar cab jar war whl egg "
+        "deb rpm apk iso img dmg "
+        # documents, fonts, other binaries
+        "pdf doc docx dot dotx ppt pptx pps ppsx odt odp odg rtf epub mobi djvu "
+        "ttf otf woff woff2 eot exe dll so dylib o a lib class pyc pyo wasm "
+        "pt pth ckpt safetensors onnx pb tflite joblib bson avro orc "
+        "sqlite-journal wal shm"
+    ).split())
+    TEXT_EXTS = frozenset((
+        "txt text md markdown mdown rst adoc asciidoc org log out err sql "
+        "py pyw pyi pyx pxd ipy js mjs cjs jsx tsx html htm xhtml css scss sass less "
+        "c h cc cpp cxx c++ hpp hh hxx inl ino cu cuh java kt kts scala groovy gradle "
+        "go rs rb php pl pm t sh bash zsh ksh fish ps1 psm1 bat cmd r rmd jl lua swift m mm "
+        "cs fs fsx vb dart hs lhs ml mli ex exs erl hrl clj cljs edn lisp lsp el scm rkt vim "
+        "tex sty cls bib ini cfg conf config env properties prop cmake mk make makefile "
+        "dockerfile proto graphql gql vue svelte astro asm s f f90 f95 for pas d nim zig "
+        "sv svh vhd vhdl tcl awk sed diff patch srt vtt sub po pot strings csproj sln "
+        "gitignore gitattributes editorconfig htaccess lock"
+    ).split())
+    COMPRESSIONS = frozenset(("gz", "bz2", "xz", "zst", "zip"))
+    PANDAS_COMPRESSED = frozenset(("csv", "tsv", "tab", "jsonl", "ndjson"))
+
+    def need(module, package, kind):
+        import importlib
+        try:
+            return importlib.import_module(module)
+        except ImportError as e:
+            raise ImportError(
+                f"load_file: reading {kind} files needs the '{package}' package "
+                f"(import {module}), which is not available: {e}",
+                name=module,
+            ) from None
+
+    def available():
+        lines = []
+        if entries:
+            lines.append("Available files (file_id: filename):")
+            for fid, fname, _ in entries[:50]:
+                lines.append(f"  {fid!r}: {fname!r}")
+            if len(entries) > 50:
+                lines.append(f"  ... and {len(entries) - 50} more")
+        else:
+            lines.append("No files were attached to this execution.")
+        try:
+            present = sorted(n for n in os.listdir(data_dir) if not n.startswith("."))
+        except OSError:
+            present = []
+        if present:
+            shown = ", ".join(repr(n) for n in present[:50])
+            more = f", ... ({len(present) - 50} more)" if len(present) > 50 else ""
+            lines.append(f"Files in {data_dir}: {shown}{more}")
+        return "\n".join(lines)
+
+    def resolve(x):
+        if isinstance(x, os.PathLike):
+            x = os.fspath(x)
+        if isinstance(x, bytes):
+            x = os.fsdecode(x)
+        if not isinstance(x, str):
+            raise TypeError(
+                f"load_file() takes a file id or a file name (str), not {type(x).__name__}")
+        if x in by_id:
+            path = by_id[x]
+            if os.path.exists(path):
+                return path
+            raise FileNotFoundError(
+                f"load_file: the file with id {x!r} was at {path!r}, which no longer exists "
+                f"(the code deleted or renamed it).\n{available()}")
+        if x:
+            candidates = []
+            if not os.path.isabs(x):
+                candidates.append(os.path.join(data_dir, x))
+            if x in by_filename:
+                candidates.append(by_filename[x])
+            candidates.append(x)  # relative to the cwd, or absolute
+            for c in candidates:
+                if os.path.exists(c):
+                    return os.path.abspath(c)
+        raise FileNotFoundError(f"load_file: no file with id or name {x!r}.\n{available()}")
+
+    def read_text(path, kwargs):
+        opts = {"encoding": "utf-8", "errors": "replace"}
+        opts.update(kwargs)
+        with open(path, "r", **opts) as fh:
+            text = fh.read()
+        if "encoding" not in kwargs and text.startswith("\ufeff"):
+            text = text[1:]
+        return text
+
+    def read_bytes(path):
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def text_or_path(path, kwargs):
+        data = read_bytes(path)
+        if b"\0" in data:
+            return path
+        try:
+            text = data.decode(kwargs.get("encoding", "utf-8"), kwargs.get("errors", "strict"))
+        except (UnicodeDecodeError, LookupError):
+            return path
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return text[1:] if text.startswith("\ufeff") else text
+
+    def read_csv(path, kwargs, sep=None):
+        pd = need("pandas", "pandas", "CSV/TSV")
+        if sep is not None and "sep" not in kwargs and "delimiter" not in kwargs:
+            kwargs["sep"] = sep
+        if "encoding" in kwargs:
+            return pd.read_csv(path, **kwargs)
+        try:
+            return pd.read_csv(path, **kwargs)
+        except UnicodeDecodeError:
+            pass
+        # Not UTF-8: most likely a Windows (Excel) export.
+        try:
+            return pd.read_csv(path, encoding="cp1252", **kwargs)
+        except UnicodeDecodeError:
+            return pd.read_csv(path, encoding="latin-1", **kwargs)
+
+    def read_json(path, kwargs):
+        if kwargs:
+            return need("pandas", "pandas", "JSON").read_json(path, **kwargs)
+        import json
+        with open(path, "r", encoding="utf-8-sig") as fh:
+            text = fh.read()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            # A .json file that is really JSON lines is common; anything else: the JSON error.
+            try:
+                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            except ValueError:
+                raise e from None
+            if len(rows) < 2:
+                raise
+            return need("pandas", "pandas", "JSON").DataFrame(rows)
+        if isinstance(data, list):
+            pd = need("pandas", "pandas", "JSON")
+            try:
+                return pd.DataFrame(data)
+            except (ValueError, TypeError):
+                return data
+        return data
+
+    def read_plain_json(path, kwargs):
+        import json
+        with open(path, "r", encoding="utf-8-sig") as fh:
+            return json.load(fh, **kwargs)
+
+    def read_yaml(path, kwargs):
+        yaml = need("yaml", "PyYAML", "YAML")
+        with open(path, "r", encoding="utf-8-sig") as fh:
+            if kwargs:
+                kwargs.setdefault("Loader", yaml.SafeLoader)
+                return yaml.load(fh, **kwargs)
+            docs = list(yaml.safe_load_all(fh))
+        if len(docs) == 1:
+            return docs[0]
+        return docs if docs else None
+
+    def read_toml(path, kwargs):
+        try:
+            import tomllib
+        except ImportError:  # Python < 3.11
+            tomllib = need("tomli", "tomli", "TOML")
+        with open(path, "rb") as fh:
+            return tomllib.load(fh, **kwargs)
+
+    def read(path, kwargs):
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"load_file: {path!r} is a directory, not a file")
+        parts = os.path.basename(path).lower().split(".")
+        ext = parts[-1] if len(parts) > 1 else ""
+        if ext in COMPRESSIONS and len(parts) > 2 and parts[-2] in PANDAS_COMPRESSED:
+            inner = parts[-2]
+            if inner == "csv":
+                return read_csv(path, kwargs)
+            if inner in ("tsv", "tab"):
+                return read_csv(path, kwargs, sep="\t")
+            kwargs.setdefault("lines", True)
+            return need("pandas", "pandas", "JSON lines").read_json(path, **kwargs)
+
+        if ext == "csv":
+            return read_csv(path, kwargs)
+        if ext in ("tsv", "tab"):
+            return read_csv(path, kwargs, sep="\t")
+        if ext in ("xlsx", "xlsm", "xls", "xlsb", "ods", "odf"):
+            return need("pandas", "pandas", "Excel").read_excel(path, **kwargs)
+        if ext in ("json", "ipynb"):
+            return read_json(path, kwargs) if ext == "json" else read_plain_json(path, kwargs)
+        if ext in ("jsonl", "ndjson"):
+            kwargs.setdefault("lines", True)
+            return need("pandas", "pandas", "JSON lines").read_json(path, **kwargs)
+        if ext in ("geojson", "topojson"):
+            return read_plain_json(path, kwargs)
+        if ext in ("parquet", "pq"):
+            return need("pandas", "pandas", "Parquet").read_parquet(path, **kwargs)
+        if ext == "feather":
+            return need("pandas", "pandas", "Feather").read_feather(path, **kwargs)
+        if ext in ("hdf", "h5", "hdf5"):
+            return need("pandas", "pandas", "HDF5").read_hdf(path, **kwargs)
+        if ext in ("pickle", "pkl"):
+            return need("pandas", "pandas", "pickle").read_pickle(path, **kwargs)
+        if ext in ("npy", "npz"):
+            return need("numpy", "numpy", "NumPy").load(path, **kwargs)
+        if ext in ("sqlite", "sqlite3", "db", "db3"):
+            import sqlite3
+            return sqlite3.connect(path, **kwargs)
+        if ext in ("yaml", "yml"):
+            return read_yaml(path, kwargs)
+        if ext == "toml":
+            return read_toml(path, kwargs)
+        if ext == "xml":
+            import xml.etree.ElementTree as ET
+            return ET.parse(path, **kwargs)
+        if ext == "dta":
+            return need("pandas", "pandas", "Stata").read_stata(path, **kwargs)
+        if ext in ("sas7bdat", "xpt"):
+            return need("pandas", "pandas", "SAS").read_sas(path, **kwargs)
+        if ext in ("sav", "zsav"):
+            return need("pandas", "pandas", "SPSS").read_spss(path, **kwargs)
+        if ext in ("bin", "dat"):
+            return read_bytes(path)
+        if ext == "ts":  # TypeScript or an MPEG transport stream
+            return text_or_path(path, kwargs)
+        if ext in TEXT_EXTS:
+            return read_text(path, kwargs)
+        if ext in PATH_EXTS:
+            return path
+        return text_or_path(path, kwargs)
+
+    def load_file(file_id_or_name, /, **kwargs):
+        """Load an attached file by its file_id (see FILES) or by its name in the data dir.
+
+        Returns the natural object for the file's type; keyword arguments go to the reader:
+          csv -> pandas.read_csv;  tsv/tab -> read_csv(sep='\\t');
+          xlsx/xlsm/xls/xlsb/ods -> pandas.read_excel (sheet_name=None: all sheets, as a dict);
+          json -> DataFrame when the top level is a list, else the parsed object (dict);
+          jsonl/ndjson -> read_json(lines=True);  geojson -> dict;  parquet, feather, hdf/h5,
+          pickle/pkl, dta, sas7bdat, sav -> the pandas reader;  npy/npz -> numpy.load;
+          sqlite/sqlite3/db -> an open sqlite3 connection;  yaml/yml, toml -> dict;
+          xml -> xml.etree.ElementTree.ElementTree;  text and code files -> str;
+          bin/dat -> bytes;  images, audio, video, archives, pdf and other binaries -> the path;
+          anything else -> str if it is UTF-8 text, else the path.
+        """
+        return read(resolve(file_id_or_name), kwargs)
+
+    load_file.__qualname__ = "load_file"
+    return load_file
+
+
+def _report(exc, filename):
+    """Print an uncaught exception the way Python would, minus the runner's frames (every
+    traceback entry whose code comes from `filename`, in `exc` and everything chained to it)."""
+    import sys
+    seen = set()
+    todo = [exc]
+    try:
+        while todo:
+            e = todo.pop()
+            if not isinstance(e, BaseException) or id(e) in seen:
+                continue
+            seen.add(id(e))
+            head = prev = None
+            tb = e.__traceback__
+            while tb is not None:
+                nxt = tb.tb_next
+                if tb.tb_frame.f_code.co_filename != filename:
+                    if prev is None:
+                        head = tb
+                    else:
+                        prev.tb_next = tb
+                    prev = tb
+                tb = nxt
+            if prev is not None:
+                prev.tb_next = None
+            e.__traceback__ = head
+            todo.append(e.__cause__)
+            todo.append(e.__context__)
+            group = getattr(e, "exceptions", None)  # ExceptionGroup
+            if isinstance(group, tuple):
+                todo.extend(group)
+    except Exception:
+        pass
+
+    hook = sys.excepthook
+    try:
+        if hook is sys.__excepthook__:
+            # The C default hook ignores linecache, so it could not show the user's lines.
+            import traceback
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+        else:
+            hook(type(exc), exc, exc.__traceback__)
+    except BaseException as hook_error:  # as Python does when sys.excepthook fails
+        try:
+            if hook is not sys.__excepthook__:
+                print("Error in sys.excepthook:", file=sys.stderr)
+                sys.__excepthook__(type(hook_error), hook_error, hook_error.__traceback__)
+                print("\nOriginal exception was:", file=sys.stderr)
+            sys.__excepthook__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            pass
+
+
+def _decode_source(source, codename):
+    """The source as str, decoded the way Python decodes a script; SyntaxError otherwise."""
+    nul = source.find(b"\0")
+    if nul >= 0:
+        lineno = source.count(b"\n", 0, nul) + 1
+        raise SyntaxError("source code cannot contain null bytes", (codename, lineno, None, None))
+    import io
+    import tokenize
+    encoding = "utf-8"
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
+    except SyntaxError as e:
+        if "invalid or missing" not in str(e):  # unknown encoding, BOM + another cookie
+            lineno = 1 if b"coding" in source.split(b"\n", 1)[0] else 2
+            raise SyntaxError(str(e), (codename, lineno, None, None)) from None
+        # An undecodable first or second line: reported below with its position.
+    declared = encoding != "utf-8"
+    try:
+        return source.decode(encoding)
+    except UnicodeDecodeError as e:
+        lineno = source.count(b"\n", 0, e.start) + 1
+        if declared:
+            msg = f"(unicode error) {e}"
+        else:
+            msg = (f"Non-UTF-8 code starting with '\\x{source[e.start]:02x}' in file {codename} "
+                   f"on line {lineno}, but no encoding declared; "
+                   f"see https://peps.python.org/pep-0263/ for details")
+        raise SyntaxError(msg, (codename, lineno, None, None)) from None
+
+
+def _main():
+    import sys
+    import os
+    import builtins
+
+    runner_file = _main.__code__.co_filename
+    make_load_file = _make_load_file
+    report = _report
+    decode_source = _decode_source
+    codename = "<code>"
+
+    runner_dir = os.environ.get("CODECELL_RUNNER_DIR", "/run/codecell")
+    data_dir = os.environ.get("CODECELL_DATA_DIR_INSIDE", "/mnt/data")
+
+    try:
+        with open(os.path.join(runner_dir, "code.py"), "rb") as fh:
+            source = fh.read()
+        files = []
+        try:
+            with open(os.path.join(runner_dir, "files.json"), "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            raw = b""
+        if raw.strip():
+            import json
+            files = json.loads(raw)["files"]
+        files = [f for f in files if isinstance(f, dict) and "file_id" in f and "path" in f]
+        load_file = make_load_file(files, data_dir)
+    except Exception as e:
+        sys.stderr.write(f"codecell runner: cannot start: {type(e).__name__}: {e}\n")
+        sys.stderr.flush()
+        raise SystemExit(1)
+
+    # The user's __main__: a real module so that `import __main__`, pickle of classes defined in
+    # the code and multiprocessing/joblib (which look at __main__.__spec__) behave as usual.
+    main_module = type(sys)("__main__")
+    user_globals = main_module.__dict__
+    user_globals["__builtins__"] = builtins
+    user_globals["load_file"] = load_file
+    user_globals["FILES"] = {str(f["file_id"]): str(f["path"]) for f in files}
+
+    sys.argv[:] = [codename]
+    if sys.path and sys.path[0] in ("", os.path.dirname(runner_file)):
+        sys.path[0] = data_dir  # only when not run with -I/-P
+    else:
+        sys.path.insert(0, data_dir)
+
+    # Hide the runner: from here on nothing refers to its module globals by name.
+    sys.modules["__main__"] = main_module
+    globals().clear()
+
+    status = 0
+    pending = None
+    try:
+        try:
+            text = decode_source(source, codename)
+        finally:
+            del source
+        import linecache
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        lines = [line + "\n" for line in lines[:-1]] + ([lines[-1] + "\n"] if lines[-1] else [])
+        # mtime None: linecache.checkcache() never evicts it.
+        linecache.cache[codename] = (len(text), None, lines, codename)
+        del linecache, lines
+        code = compile(text, codename, "exec", dont_inherit=True)
+        del text
+    except Exception as e:  # SyntaxError; RecursionError/MemoryError for absurd nesting
+        pending, status = e, 1
+    else:
+        try:
+            exec(code, user_globals)
+        except SystemExit:
+            raise  # Python's own handling: None -> 0, int -> it, other -> printed, 1
+        except KeyboardInterrupt as e:
+            pending, status = e, 130
+        except BaseException as e:
+            pending, status = e, 1
+        finally:
+            del code
+    if pending is not None:
+        report(pending, runner_file)
+        pending = None
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    if status:
+        raise SystemExit(status)
+
+
+if __name__ == "__main__":
+    _main()

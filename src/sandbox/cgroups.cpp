@@ -1,0 +1,335 @@
+#include "sandbox/cgroups.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "sandbox/file_io.h"
+
+namespace codecell::sandbox {
+namespace {
+
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(s);
+  while (std::getline(in, item, sep)) out.push_back(item);
+  return out;
+}
+
+bool IsDir(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool Exists(const std::string& p) { return ::access(p.c_str(), F_OK) == 0; }
+
+bool MakeDirs(const std::string& path) {
+  std::string partial;
+  for (const auto& part : Split(path, '/')) {
+    if (part.empty()) continue;
+    partial += "/" + part;
+    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) return false;
+  }
+  return IsDir(path);
+}
+
+std::optional<uint64_t> ReadKey(const std::string& path, const std::string& key) {
+  auto text = ReadFileToString(path);
+  if (!text) return std::nullopt;
+  std::istringstream in(*text);
+  std::string k;
+  uint64_t v;
+  while (in >> k >> v) {
+    if (k == key) return v;
+  }
+  return std::nullopt;
+}
+
+std::optional<uint64_t> ReadNumber(const std::string& path) {
+  auto text = ReadFileToString(path);
+  if (!text) return std::nullopt;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(text->c_str(), &end, 10);
+  if (end == text->c_str()) return std::nullopt;
+  return v;
+}
+
+// Enables controllers in `dir`'s children; v2 needs this at every level above the leaf.
+bool EnableV2Controllers(const std::string& dir, std::vector<std::string>& missing) {
+  auto available = ReadFileToString(dir + "/cgroup.controllers");
+  if (!available) {
+    missing.push_back("cgroup v2: cannot read " + dir + "/cgroup.controllers");
+    return false;
+  }
+  auto enabled = ReadFileToString(dir + "/cgroup.subtree_control");
+  std::string want;
+  for (const char* c : {"memory", "pids", "cpu"}) {
+    bool have = (" " + *available + " ").find(std::string(" ") + c) != std::string::npos;
+    bool on = enabled && (" " + *enabled).find(std::string(" ") + c) != std::string::npos;
+    if (have && !on) want += std::string(want.empty() ? "+" : " +") + c;
+  }
+  if (want.empty()) return true;
+  SysResult r = WriteStringToFile(dir + "/cgroup.subtree_control", want);
+  if (!r.ok()) {
+    missing.push_back("cgroup v2: cannot enable '" + want + "' in " + dir +
+                      "/cgroup.subtree_control (" + Describe(r) +
+                      "); run codecell in a cgroup of its own with delegation (systemd Delegate=yes)");
+    return false;
+  }
+  return true;
+}
+
+void FillV2(CgroupLayout& layout) {
+  auto controllers = ReadFileToString(layout.v2_base + "/cgroup.controllers");
+  std::string c = controllers ? " " + *controllers + " " : "";
+  layout.memory = c.find(" memory") != std::string::npos;
+  layout.pids = c.find(" pids") != std::string::npos;
+  layout.cpu_accounting = true;  // cpu.stat usage_usec exists in every v2 cgroup
+  if (!layout.memory) layout.missing.push_back("cgroup v2: no memory controller in " + layout.v2_base);
+  if (!layout.pids) layout.missing.push_back("cgroup v2: no pids controller in " + layout.v2_base);
+}
+
+}  // namespace
+
+std::string CgroupLayout::Describe() const {
+  std::string s;
+  switch (mode) {
+    case CgroupMode::kNone: s = "cgroups: none usable"; break;
+    case CgroupMode::kV1: s = "cgroups: v1"; break;
+    case CgroupMode::kV2: s = "cgroups: v2 at " + v2_base; break;
+  }
+  s += std::string("; memory ") + (memory ? "yes" : "NO") + ", pids " + (pids ? "yes" : "NO") +
+       ", cpu accounting " + (cpu_accounting ? "yes" : "NO");
+  for (const auto& m : missing) s += "\n  missing: " + m;
+  return s;
+}
+
+CgroupLayout CgroupLayout::V2At(const std::string& base) {
+  CgroupLayout layout;
+  layout.mode = CgroupMode::kV2;
+  layout.v2_base = base;
+  FillV2(layout);
+  return layout;
+}
+
+CgroupLayout DetectCgroups(const std::string& mountinfo_path, const std::string& self_cgroup_path) {
+  if (const char* forced = std::getenv("CODECELL_CGROUP_V2_BASE"); forced && *forced) {
+    return CgroupLayout::V2At(forced);
+  }
+  CgroupLayout layout;
+  std::map<std::string, std::string> v1_mounts;  // controller -> mount point
+  std::string v2_mount;
+  std::ifstream mountinfo(mountinfo_path);
+  for (std::string line; std::getline(mountinfo, line);) {
+    auto dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    auto left = Split(line.substr(0, dash), ' ');
+    auto right = Split(line.substr(dash + 3), ' ');
+    if (left.size() < 5 || right.size() < 3) continue;
+    const std::string& mount_point = left[4];
+    if (right[0] == "cgroup2") {
+      v2_mount = mount_point;
+    } else if (right[0] == "cgroup") {
+      for (const auto& opt : Split(right[2], ',')) {
+        if (opt == "memory" || opt == "pids" || opt == "cpuacct") v1_mounts[opt] = mount_point;
+      }
+    }
+  }
+  std::map<std::string, std::string> own;  // controller ("" for v2) -> our cgroup path
+  std::ifstream self(self_cgroup_path);
+  for (std::string line; std::getline(self, line);) {
+    auto first = line.find(':'), second = line.find(':', first + 1);
+    if (first == std::string::npos || second == std::string::npos) continue;
+    std::string path = line.substr(second + 1);
+    for (const auto& c : Split(line.substr(first + 1, second - first - 1), ',')) own[c] = path;
+    if (second == first + 1) own[""] = path;
+  }
+
+  // v2 counts only when it carries controllers; a hybrid host's empty unified tree does not.
+  if (!v2_mount.empty()) {
+    auto controllers = ReadFileToString(v2_mount + "/cgroup.controllers");
+    if (controllers && controllers->find("memory") != std::string::npos) {
+      std::string base = v2_mount + "/codecell";
+      std::vector<std::string> missing;
+      if (EnableV2Controllers(v2_mount, missing) && MakeDirs(base) &&
+          EnableV2Controllers(base, missing)) {
+        layout = CgroupLayout::V2At(base);
+        return layout;
+      }
+      layout.missing = missing;
+    }
+  }
+  if (!v1_mounts.empty()) {
+    layout.mode = CgroupMode::kV1;
+    auto prepare = [&](const char* controller, std::string& out) {
+      auto m = v1_mounts.find(controller);
+      if (m == v1_mounts.end()) {
+        layout.missing.push_back(std::string("cgroup v1: the ") + controller +
+                                 " controller is not mounted");
+        return false;
+      }
+      std::string base = m->second + own[controller] + "/codecell";
+      if (!MakeDirs(base)) {
+        layout.missing.push_back("cgroup v1: cannot create " + base + ": " + std::strerror(errno));
+        return false;
+      }
+      out = base;
+      return true;
+    };
+    layout.memory = prepare("memory", layout.v1_memory);
+    layout.pids = prepare("pids", layout.v1_pids);
+    layout.cpu_accounting = prepare("cpuacct", layout.v1_cpuacct);
+    return layout;
+  }
+  layout.mode = CgroupMode::kNone;
+  layout.missing.push_back(
+      "no cgroup controllers: memory is limited by RLIMIT_AS only (imprecise), processes by "
+      "RLIMIT_NPROC only, and no peak memory is measured");
+  return layout;
+}
+
+Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout,
+                                                const std::string& name,
+                                                const CgroupLimits& limits) {
+  using R = Result<ExecutionCgroup>;
+  ExecutionCgroup cg;
+  cg.mode_ = layout.mode;
+  auto make = [&](const std::string& base) -> std::optional<std::string> {
+    std::string dir = base + "/" + name;
+    if (::mkdir(dir.c_str(), 0755) != 0) return std::nullopt;
+    cg.dirs_.push_back(dir);
+    return dir;
+  };
+  auto write = [&](const std::string& path, const std::string& value) -> std::string {
+    SysResult r = WriteStringToFile(path, value);
+    return r.ok() ? "" : path + ": " + Describe(r);
+  };
+  if (layout.mode == CgroupMode::kV2) {
+    auto dir = make(layout.v2_base);
+    if (!dir) return R::Fail("cannot create cgroup " + layout.v2_base + "/" + name + ": " +
+                             std::strerror(errno));
+    if (layout.memory) {
+      if (auto e = write(*dir + "/memory.max", std::to_string(limits.memory_bytes)); !e.empty()) {
+        return R::Fail(e);
+      }
+      (void)write(*dir + "/memory.swap.max", "0");  // absent without swap accounting
+      if (auto e = write(*dir + "/memory.oom.group", "1"); !e.empty()) return R::Fail(e);
+      cg.memory_dir_ = *dir;
+    }
+    if (layout.pids) {
+      if (auto e = write(*dir + "/pids.max", std::to_string(limits.max_processes)); !e.empty()) {
+        return R::Fail(e);
+      }
+      cg.pids_dir_ = *dir;
+    }
+    cg.cpu_dir_ = *dir;
+  } else if (layout.mode == CgroupMode::kV1) {
+    if (layout.memory) {
+      auto dir = make(layout.v1_memory);
+      if (!dir) return R::Fail("cannot create memory cgroup: " + std::string(std::strerror(errno)));
+      if (auto e = write(*dir + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes));
+          !e.empty()) {
+        return R::Fail(e);
+      }
+      // Without swap accounting this file is absent; with it, swap must not extend the limit.
+      if (Exists(*dir + "/memory.memsw.limit_in_bytes")) {
+        if (auto e = write(*dir + "/memory.memsw.limit_in_bytes",
+                           std::to_string(limits.memory_bytes));
+            !e.empty()) {
+          return R::Fail(e);
+        }
+      }
+      cg.memory_dir_ = *dir;
+    }
+    if (layout.pids) {
+      auto dir = make(layout.v1_pids);
+      if (!dir) return R::Fail("cannot create pids cgroup: " + std::string(std::strerror(errno)));
+      if (auto e = write(*dir + "/pids.max", std::to_string(limits.max_processes)); !e.empty()) {
+        return R::Fail(e);
+      }
+      cg.pids_dir_ = *dir;
+    }
+    if (layout.cpu_accounting) {
+      auto dir = make(layout.v1_cpuacct);
+      if (dir) cg.cpu_dir_ = *dir;
+    }
+  }
+  for (const auto& dir : cg.dirs_) {
+    UniqueFd fd(::open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC | O_CREAT, 0644));
+    if (!fd.valid()) {
+      return R::Fail("cannot open " + dir + "/cgroup.procs: " + std::strerror(errno));
+    }
+    cg.procs_.push_back(std::move(fd));
+  }
+  return cg;
+}
+
+ExecutionCgroup::~ExecutionCgroup() {
+  procs_.clear();
+  // The kernel may take a moment to release a cgroup whose last task just exited.
+  for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      if (::rmdir(it->c_str()) == 0 || errno == ENOENT) break;
+      if (errno != EBUSY) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+}
+
+std::vector<int> ExecutionCgroup::procs_fds() const {
+  std::vector<int> fds;
+  for (const auto& fd : procs_) fds.push_back(fd.get());
+  return fds;
+}
+
+CgroupStats ExecutionCgroup::ReadStats() const {
+  CgroupStats stats;
+  if (mode_ == CgroupMode::kV2) {
+    if (!memory_dir_.empty()) {
+      stats.peak_memory_bytes = ReadNumber(memory_dir_ + "/memory.peak");
+      stats.oom_kills = ReadKey(memory_dir_ + "/memory.events", "oom_kill").value_or(0);
+    }
+    if (!cpu_dir_.empty()) {
+      if (auto usec = ReadKey(cpu_dir_ + "/cpu.stat", "usage_usec")) {
+        stats.cpu_seconds = static_cast<double>(*usec) / 1e6;
+      }
+    }
+  } else if (mode_ == CgroupMode::kV1) {
+    if (!memory_dir_.empty()) {
+      stats.peak_memory_bytes = ReadNumber(memory_dir_ + "/memory.max_usage_in_bytes");
+      stats.oom_kills = ReadKey(memory_dir_ + "/memory.oom_control", "oom_kill").value_or(0);
+    }
+    if (!cpu_dir_.empty()) {
+      if (auto ns = ReadNumber(cpu_dir_ + "/cpuacct.usage")) {
+        stats.cpu_seconds = static_cast<double>(*ns) / 1e9;
+      }
+    }
+  }
+  return stats;
+}
+
+void ExecutionCgroup::KillAll() const {
+  if (dirs_.empty()) return;
+  if (mode_ == CgroupMode::kV2 && WriteStringToFile(dirs_.front() + "/cgroup.kill", "1").ok()) {
+    return;
+  }
+  for (const auto& dir : dirs_) {
+    auto pids = ReadFileToString(dir + "/cgroup.procs");
+    if (!pids) continue;
+    std::istringstream in(*pids);
+    for (pid_t pid; in >> pid;) {
+      if (pid > 1) ::kill(pid, SIGKILL);
+    }
+  }
+}
+
+}  // namespace codecell::sandbox

@@ -1,0 +1,70 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sandbox/sys_result.h"
+#include "sandbox/unique_fd.h"
+
+namespace codecell::sandbox {
+
+enum class CgroupMode { kNone, kV1, kV2 };
+
+// Where execution cgroups go and which controllers work. Hosts differ: pure v2 (most servers),
+// hybrid v1 + an empty v2 tree (these machines), or none at all (some containers).
+struct CgroupLayout {
+  CgroupMode mode = CgroupMode::kNone;
+  std::string v2_base;  // v2: parent of execution cgroups, controllers enabled in its subtree
+  std::string v1_memory, v1_pids, v1_cpuacct;  // v1: parent per controller ("" = unavailable)
+  bool memory = false, pids = false, cpu_accounting = false;
+  std::vector<std::string> missing;  // one sentence per missing piece, with what to do
+
+  std::string Describe() const;
+  static CgroupLayout V2At(const std::string& base);  // tests and CODECELL_CGROUP_V2_BASE
+};
+
+// Reads the mount table and our own cgroup; prepares the `codecell` parent cgroups (creating them
+// and enabling v2 controllers as needed). Never fails: what cannot be used is listed in `missing`.
+CgroupLayout DetectCgroups(const std::string& mountinfo_path = "/proc/self/mountinfo",
+                           const std::string& self_cgroup_path = "/proc/self/cgroup");
+
+struct CgroupLimits {
+  uint64_t memory_bytes = 1024ull << 20;
+  uint64_t max_processes = 64;
+};
+
+struct CgroupStats {
+  std::optional<uint64_t> peak_memory_bytes;
+  std::optional<double> cpu_seconds;
+  uint64_t oom_kills = 0;
+};
+
+// One cgroup (per controller on v1) for one execution, removed when destroyed.
+class ExecutionCgroup {
+ public:
+  static Result<ExecutionCgroup> Create(const CgroupLayout& layout, const std::string& name,
+                                        const CgroupLimits& limits);
+  ExecutionCgroup() = default;
+  ExecutionCgroup(ExecutionCgroup&&) noexcept = default;
+  ExecutionCgroup& operator=(ExecutionCgroup&&) noexcept = default;
+  ~ExecutionCgroup();
+
+  // Opened cgroup.procs files: the child writes "0" to each to join before anything else.
+  std::vector<int> procs_fds() const;
+  CgroupStats ReadStats() const;
+  // Kill every process in the cgroup (v2 cgroup.kill; v1 a SIGKILL to each listed pid).
+  void KillAll() const;
+  bool limits_memory() const { return !memory_dir_.empty(); }
+  bool limits_processes() const { return !pids_dir_.empty(); }
+  const std::vector<std::string>& dirs() const { return dirs_; }
+
+ private:
+  CgroupMode mode_ = CgroupMode::kNone;
+  std::vector<std::string> dirs_;
+  std::vector<UniqueFd> procs_;
+  std::string memory_dir_, pids_dir_, cpu_dir_;
+};
+
+}  // namespace codecell::sandbox

@@ -1,0 +1,40 @@
+#include "sandbox/file_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "sandbox/unique_fd.h"
+
+namespace codecell::sandbox {
+
+SysResult WriteStringToFile(const std::string& path, const std::string& content) {
+  // O_CREAT: harmless on cgroupfs (the files exist) and lets tests use a plain directory tree.
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return SysResult::FromErrno("open for write");
+  // Control files take one write; a short write is an error there.
+  ssize_t n = ::write(fd.get(), content.data(), content.size());
+  if (n < 0) return SysResult::FromErrno("write");
+  if (static_cast<size_t>(n) != content.size()) return SysResult::Error(EIO, "short write");
+  return SysResult::Ok();
+}
+
+Result<std::string> ReadFileToString(const std::string& path, size_t limit) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return Result<std::string>::Fail(path + ": " + std::strerror(errno));
+  }
+  std::string out;
+  char buffer[8192];
+  while (out.size() < limit) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Result<std::string>::Fail(path + ": " + std::strerror(errno));
+    if (n == 0) break;
+    out.append(buffer, std::min(static_cast<size_t>(n), limit - out.size()));
+  }
+  return out;
+}
+
+}  // namespace codecell::sandbox

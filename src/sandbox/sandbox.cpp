@@ -1,0 +1,170 @@
+#include "sandbox/sandbox.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "sandbox/credentials.h"
+#include "sandbox/fds.h"
+#include "sandbox/namespaces.h"
+
+namespace codecell::sandbox {
+namespace {
+
+constexpr size_t kChildStackBytes = 1 << 20;
+constexpr int kReportFd = 3;
+
+// Pointers the child reads; built before clone so that the child allocates nothing.
+struct LaunchContext {
+  const SandboxSpec* spec;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  int report_fd;
+};
+
+void WriteReport(int fd, uint32_t kind, int err, int wait_status, const char* step) {
+  ReportRecord record;
+  record.kind = kind;
+  record.err = err;
+  record.wait_status = wait_status;
+  std::strncpy(record.step, step, sizeof record.step - 1);
+  ssize_t ignored = ::write(fd, &record, sizeof record);
+  (void)ignored;
+}
+
+[[noreturn]] void FailSetup(int fd, const SysResult& r) {
+  WriteReport(fd, ReportRecord::kSetupFailed, r.err, 0, r.what);
+  ::_exit(126);
+}
+
+SysResult JoinCgroups(const std::vector<int>& procs_fds) {
+  for (int fd : procs_fds) {
+    // "0" names the writer itself; every later descendant inherits the cgroup.
+    if (::write(fd, "0", 1) != 1) return SysResult::FromErrno("join cgroup");
+  }
+  return SysResult::Ok();
+}
+
+SysResult ArrangeStdio(int stdout_fd, int stderr_fd, int report_fd) {
+  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_fd < 0) return SysResult::FromErrno("open /dev/null");
+  // The parent keeps 0-2 open, so every source here is >= 3; 3 is overwritten last, after any
+  // source sitting on it has been copied.
+  SysResult r = MoveFd(null_fd, 0, false);
+  if (r.ok()) r = MoveFd(stdout_fd, 1, false);
+  if (r.ok()) r = MoveFd(stderr_fd, 2, false);
+  if (r.ok()) r = MoveFd(report_fd, kReportFd, true);
+  return r;
+}
+
+// pid 1 of the sandbox: start the interpreter, reap every orphan, and exit with the interpreter.
+[[noreturn]] void RunInit(const LaunchContext& ctx) {
+  // A raw clone, not fork(): glibc's fork takes malloc and stdio locks, which a thread of a
+  // multithreaded parent may have held at clone time.
+  long child = ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+  if (child < 0) {
+    WriteReport(kReportFd, ReportRecord::kSetupFailed, errno, 0, "fork interpreter");
+    ::_exit(126);
+  }
+  if (child == 0) {
+    ::execve(ctx.argv[0], ctx.argv.data(), ctx.envp.data());
+    WriteReport(kReportFd, ReportRecord::kExecFailed, errno, 0, "execve interpreter");
+    ::_exit(127);
+  }
+  // The init keeps no end of the output pipes, so they reach EOF once the tree is gone.
+  ::close(0);
+  ::close(1);
+  ::close(2);
+  for (;;) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0 && errno == EINTR) continue;
+    if (pid == child || pid < 0) {
+      WriteReport(kReportFd, ReportRecord::kExited, 0, pid == child ? status : 0,
+                  pid == child ? "exited" : "lost the interpreter");
+      // Returning from pid 1 makes the kernel SIGKILL everything left in the namespace.
+      ::_exit(0);
+    }
+  }
+}
+
+int SandboxChildMain(void* arg) {
+  const LaunchContext& ctx = *static_cast<const LaunchContext*>(arg);
+  const SandboxSpec& spec = *ctx.spec;
+  const int report = ctx.report_fd;
+  SysResult r;
+  if (!(r = JoinCgroups(spec.cgroup_procs_fds)).ok()) FailSetup(report, r);
+  if (!(r = EnterNewCgroupNamespace()).ok()) FailSetup(report, r);
+  if (::setsid() < 0) FailSetup(report, SysResult::FromErrno("setsid"));
+  if (!(r = BuildRootfsAndPivot(spec.rootfs)).ok()) FailSetup(report, r);
+  if (!(r = SetSandboxHostname(spec.hostname.c_str())).ok()) FailSetup(report, r);
+  if (!(r = DropToSlot(spec.uid, spec.gid)).ok()) FailSetup(report, r);
+  if (!(r = ApplyRlimits(spec.rlimits)).ok()) FailSetup(report, r);
+  if (!(r = ArrangeStdio(spec.stdout_fd, spec.stderr_fd, report)).ok()) FailSetup(report, r);
+  if (!(r = CloseFdsFrom(kReportFd + 1)).ok()) FailSetup(kReportFd, r);
+  if (!(r = SetNoNewPrivs()).ok()) FailSetup(kReportFd, r);
+  if (!(r = InstallSeccomp(*spec.seccomp)).ok()) FailSetup(kReportFd, r);
+  RunInit(ctx);
+}
+
+}  // namespace
+
+Result<SandboxProcess> LaunchSandbox(const SandboxSpec& spec) {
+  using R = Result<SandboxProcess>;
+  if (spec.seccomp == nullptr || spec.argv.empty() || spec.stdout_fd < 3 || spec.stderr_fd < 3) {
+    return R::Fail("LaunchSandbox: incomplete spec (seccomp, argv and output pipes are required)");
+  }
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    return R::Fail(std::string("pipe2: ") + std::strerror(errno));
+  }
+  UniqueFd report_read(pipe_fds[0]), report_write(pipe_fds[1]);
+
+  LaunchContext ctx{&spec, {}, {}, report_write.get()};
+  for (const auto& a : spec.argv) ctx.argv.push_back(const_cast<char*>(a.c_str()));
+  ctx.argv.push_back(nullptr);
+  for (const auto& e : spec.env) ctx.envp.push_back(const_cast<char*>(e.c_str()));
+  ctx.envp.push_back(nullptr);
+
+  void* stack = ::mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return R::Fail(std::string("mmap stack: ") + std::strerror(errno));
+  pid_t pid = CloneIntoNamespaces(SandboxChildMain, &ctx,
+                                  static_cast<char*>(stack) + kChildStackBytes);
+  // The child has its own copy of the mapping; the parent's can go.
+  ::munmap(stack, kChildStackBytes);
+  if (pid < 0) return R::Fail(std::string("clone: ") + std::strerror(-pid));
+  SandboxProcess process;
+  process.pid = pid;
+  process.report = std::move(report_read);
+  return process;
+}
+
+bool ConsumeReports(int report_fd, SandboxReport& report) {
+  ReportRecord record;
+  for (;;) {
+    ssize_t n = ::read(report_fd, &record, sizeof record);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return true;
+    if (n <= 0) return false;
+    if (static_cast<size_t>(n) != sizeof record) return false;
+    record.step[sizeof record.step - 1] = '\0';
+    std::string detail = std::string(record.step) + ": " + std::strerror(record.err);
+    switch (record.kind) {
+      case ReportRecord::kSetupFailed: report.setup_error = detail; break;
+      case ReportRecord::kExecFailed: report.exec_error = detail; break;
+      case ReportRecord::kExited:
+        report.exited = true;
+        report.wait_status = record.wait_status;
+        break;
+      default: report.setup_error = "unknown report record"; break;
+    }
+  }
+}
+
+}  // namespace codecell::sandbox

@@ -1,0 +1,12 @@
+#include "sandbox/sys_result.h"
+
+#include <cstring>
+
+namespace codecell::sandbox {
+
+std::string Describe(const SysResult& r) {
+  if (r.ok()) return "ok";
+  return std::string(r.what) + ": " + std::strerror(r.err);
+}
+
+}  // namespace codecell::sandbox
