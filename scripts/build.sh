@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what codecell needs from Debian 12's archive (only what is missing), then builds
+# build/codecell. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  # build
+  build-essential cmake pkg-config libseccomp-dev nlohmann-json3-dev libcli11-dev libgtest-dev
+  # the interpreter and the preinstalled stack the sandbox offers
+  python3 python3-numpy python3-pandas python3-matplotlib python3-scipy python3-seaborn
+  python3-sklearn python3-openpyxl python3-yaml
+  # tests and benchmarks
+  python3-pytest bubblewrap
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "codecell: missing Debian packages (${missing[*]}); run this script as root" >&2
+    exit 1
+  fi
+  echo "codecell: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)"
