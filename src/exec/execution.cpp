@@ -244,7 +244,8 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   // case (a process stuck in the kernel) so that the supervisor never hangs.
   constexpr auto kDrainAfterKill = std::chrono::seconds(5);
   bool timed_out = false;
-  bool final_drain = false;  // past the deadline: only collecting what is left in the pipes
+  bool final_drain = false;
+  std::string poll_error;  // past the deadline: only collecting what is left in the pipes
   auto stop_by = deadline;
   Clock::time_point exited_at{};
   pollfd fds[3] = {{out->read.get(), POLLIN, 0},
@@ -267,7 +268,10 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
     int wait_ms = static_cast<int>(
         std::chrono::duration_cast<std::chrono::milliseconds>(stop_by - now).count()) + 1;
     int n = ::poll(fds, 3, wait_ms);
-    if (n < 0 && errno != EINTR) return R::Fail(std::string("poll: ") + std::strerror(errno));
+    if (n < 0 && errno != EINTR) {
+      poll_error = std::string("poll: ") + std::strerror(errno);
+      break;  // the sandbox is killed and reaped below before the error is returned
+    }
     if (n <= 0) continue;
     if (fds[0].revents != 0 &&
         !Drain(fds[0].fd, [&](std::string_view b) { stdout_capture.Append(b); })) {
@@ -293,6 +297,7 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   stdout_capture.Finish();
   stderr_capture.Finish();
 
+  if (!poll_error.empty()) return R::Fail(poll_error);
   if (!report.setup_error.empty()) {
     return R::Fail("the sandbox could not be set up: " + report.setup_error);
   }

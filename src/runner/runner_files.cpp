@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -56,9 +57,12 @@ std::vector<std::pair<std::string, std::string>> PrepareMatplotlibCache(
   };
   auto seeds = list();
   if (!seeds.empty()) return seeds;
-  fs::create_directories(cache_dir, ec);
+  // Built beside the final place and renamed into it, so that a concurrent codecell never seeds a
+  // half-written cache.
+  std::string building = cache_dir + ".building-" + std::to_string(::getpid());
+  fs::create_directories(building, ec);
+  std::string config = "MPLCONFIGDIR=" + building;
   // Only the system's own code runs here: -I keeps the cwd, user site and PYTHON* out.
-  std::string config = "MPLCONFIGDIR=" + cache_dir;
   const char* argv[] = {kSystemPython, "-I", "-c",
                         "import matplotlib; matplotlib.use('Agg'); import matplotlib.font_manager",
                         nullptr};
@@ -77,6 +81,9 @@ std::vector<std::pair<std::string, std::string>> PrepareMatplotlibCache(
     }
   }
   posix_spawn_file_actions_destroy(&actions);
+  fs::remove_all(cache_dir, ec);  // an empty or partial leftover
+  fs::rename(building, cache_dir, ec);
+  if (ec) fs::remove_all(building, ec);
   return list();
 }
 
