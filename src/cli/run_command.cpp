@@ -69,8 +69,8 @@ int Run(RunOptions& o) {
     if (!std::filesystem::is_regular_file(path, ec)) {
       return Fail(o, "bad_request", "--file " + path + ": not a readable regular file");
     }
-    request.inputs.push_back({exec::NewRandomId("file_"),
-                              std::filesystem::path(path).filename().string(), path});
+    request.inputs.push_back(
+        {exec::NewRandomId("file_"), std::filesystem::path(path).filename().string(), path});
   }
   if (!o.json) {
     request.on_stdout = [](std::string_view b) { WriteAll(1, b); };
@@ -127,8 +127,7 @@ int Run(RunOptions& o) {
     line << " | " << (last == std::string::npos ? r.error : r.error.substr(last + 1));
   }
   if (!r.generated_files.empty()) {
-    line << "\n[codecell] " << r.generated_files.size() << " file(s) saved in " << final_dir
-         << ":";
+    line << "\n[codecell] " << r.generated_files.size() << " file(s) saved in " << final_dir << ":";
     for (const auto& f : r.generated_files) line << " " << f.filename;
   }
   for (const auto& s : r.skipped_files) {

@@ -21,18 +21,17 @@ std::function<int()> AddStatusCommand(CLI::App& app) {
       return 1;
     }
     const auto& cg = env->cgroups;
-    nlohmann::json out = {
-        {"python_path", runner::kSystemPython},
-        {"data_dir", *data_dir},
-        {"sandbox",
-         {{"cgroup_mode", cg.mode == sandbox::CgroupMode::kV2   ? "v2"
-                          : cg.mode == sandbox::CgroupMode::kV1 ? "v1"
-                                                                : "none"},
-          {"memory_limit", cg.memory},
-          {"process_limit_cgroup", cg.pids},
-          {"cpu_accounting", cg.cpu_accounting},
-          {"missing", cg.missing},
-          {"seccomp_denied_syscalls", env->seccomp.denied_syscalls.size()}}}};
+    nlohmann::json out = {{"python_path", runner::kSystemPython},
+                          {"data_dir", *data_dir},
+                          {"sandbox",
+                           {{"cgroup_mode", cg.mode == sandbox::CgroupMode::kV2   ? "v2"
+                                            : cg.mode == sandbox::CgroupMode::kV1 ? "v1"
+                                                                                  : "none"},
+                            {"memory_limit", cg.memory},
+                            {"process_limit_cgroup", cg.pids},
+                            {"cpu_accounting", cg.cpu_accounting},
+                            {"missing", cg.missing},
+                            {"seccomp_denied_syscalls", env->seccomp.denied_syscalls.size()}}}};
     std::cout << out.dump(2) << std::endl;
     return 0;
   };

@@ -186,8 +186,8 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
 
   sandbox::ExecutionCgroup cgroup;
   if (env.cgroups.mode != sandbox::CgroupMode::kNone) {
-    auto created = sandbox::ExecutionCgroup::Create(
-        env.cgroups, result.execution_id, {limits.memory_mb << 20, limits.max_processes});
+    auto created = sandbox::ExecutionCgroup::Create(env.cgroups, result.execution_id,
+                                                    {limits.memory_mb << 20, limits.max_processes});
     if (!created) return R::Fail(created.error());
     cgroup = std::move(created.value());
   }
@@ -265,8 +265,10 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
       }
       continue;
     }
-    int wait_ms = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(stop_by - now).count()) + 1;
+    int wait_ms =
+        static_cast<int>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(stop_by - now).count()) +
+        1;
     int n = ::poll(fds, 3, wait_ms);
     if (n < 0 && errno != EINTR) {
       poll_error = std::string("poll: ") + std::strerror(errno);

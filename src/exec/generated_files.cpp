@@ -42,8 +42,8 @@ void Walk(int dir_fd, const std::string& prefix, int depth, std::vector<Candidat
     struct stat st {};
     if (::fstatat(::dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
-      int child = ::openat(::dirfd(dir), entry->d_name,
-                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      int child =
+          ::openat(::dirfd(dir), entry->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (child >= 0) Walk(child, rel, depth + 1, regular, skipped);
     } else if (S_ISREG(st.st_mode)) {
       regular.push_back({rel, static_cast<uint64_t>(st.st_size)});
@@ -126,9 +126,9 @@ Collection CollectGeneratedFiles(const std::string& upper, const std::string& lo
   for (const auto& c : regular) {
     if (UnchangedInput(upper, lower, c)) continue;
     if (c.size > limits.max_file_bytes) {
-      result.skipped.push_back({c.path, c.size,
-                                "larger than the limit of " +
-                                    std::to_string(limits.max_file_bytes >> 20) + " MiB"});
+      result.skipped.push_back(
+          {c.path, c.size,
+           "larger than the limit of " + std::to_string(limits.max_file_bytes >> 20) + " MiB"});
     } else if (result.files.size() >= limits.max_files) {
       result.skipped.push_back(
           {c.path, c.size, "over the limit of " + std::to_string(limits.max_files) + " files"});
@@ -138,8 +138,9 @@ Collection CollectGeneratedFiles(const std::string& upper, const std::string& lo
       result.files.push_back({c.path, c.size, target});
     }
   }
-  std::sort(result.skipped.begin(), result.skipped.end(),
-            [](const SkippedFile& a, const SkippedFile& b) { return a.relative_path < b.relative_path; });
+  std::sort(
+      result.skipped.begin(), result.skipped.end(),
+      [](const SkippedFile& a, const SkippedFile& b) { return a.relative_path < b.relative_path; });
   return result;
 }
 

@@ -26,19 +26,11 @@ std::vector<std::string> InterpreterArgv() {
 }
 
 std::vector<std::string> InterpreterEnv() {
-  return {"PATH=/usr/local/bin:/usr/bin:/bin",
-          "HOME=/tmp",
-          "TMPDIR=/tmp",
-          "USER=sandbox",
-          "LOGNAME=sandbox",
-          "LANG=C.UTF-8",
-          "LC_ALL=C.UTF-8",
-          "MPLBACKEND=Agg",
+  return {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp", "USER=sandbox",
+          "LOGNAME=sandbox", "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "MPLBACKEND=Agg",
           std::string("MPLCONFIGDIR=/tmp") + kMatplotlibDirInTmp,
           // BLAS and OpenMP pools would count against the process limit and hang after fork.
-          "OPENBLAS_NUM_THREADS=1",
-          "OMP_NUM_THREADS=1",
-          "MKL_NUM_THREADS=1"};
+          "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1"};
 }
 
 std::vector<std::pair<std::string, std::string>> PrepareMatplotlibCache(
@@ -66,8 +58,8 @@ std::vector<std::pair<std::string, std::string>> PrepareMatplotlibCache(
   const char* argv[] = {kSystemPython, "-I", "-c",
                         "import matplotlib; matplotlib.use('Agg'); import matplotlib.font_manager",
                         nullptr};
-  const char* envp[] = {"PATH=/usr/bin:/bin", "HOME=/nonexistent", "LANG=C.UTF-8",
-                        config.c_str(), nullptr};
+  const char* envp[] = {"PATH=/usr/bin:/bin", "HOME=/nonexistent", "LANG=C.UTF-8", config.c_str(),
+                        nullptr};
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);

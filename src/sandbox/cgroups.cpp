@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <csignal>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -80,9 +80,10 @@ bool EnableV2Controllers(const std::string& dir, std::vector<std::string>& missi
   if (want.empty()) return true;
   SysResult r = WriteStringToFile(dir + "/cgroup.subtree_control", want);
   if (!r.ok()) {
-    missing.push_back("cgroup v2: cannot enable '" + want + "' in " + dir +
-                      "/cgroup.subtree_control (" + Describe(r) +
-                      "); run codecell in a cgroup of its own with delegation (systemd Delegate=yes)");
+    missing.push_back(
+        "cgroup v2: cannot enable '" + want + "' in " + dir + "/cgroup.subtree_control (" +
+        Describe(r) +
+        "); run codecell in a cgroup of its own with delegation (systemd Delegate=yes)");
     return false;
   }
   return true;
@@ -94,7 +95,8 @@ void FillV2(CgroupLayout& layout) {
   layout.memory = c.find(" memory") != std::string::npos;
   layout.pids = c.find(" pids") != std::string::npos;
   layout.cpu_accounting = true;  // cpu.stat usage_usec exists in every v2 cgroup
-  if (!layout.memory) layout.missing.push_back("cgroup v2: no memory controller in " + layout.v2_base);
+  if (!layout.memory)
+    layout.missing.push_back("cgroup v2: no memory controller in " + layout.v2_base);
   if (!layout.pids) layout.missing.push_back("cgroup v2: no pids controller in " + layout.v2_base);
 }
 
@@ -103,9 +105,15 @@ void FillV2(CgroupLayout& layout) {
 std::string CgroupLayout::Describe() const {
   std::string s;
   switch (mode) {
-    case CgroupMode::kNone: s = "cgroups: none usable"; break;
-    case CgroupMode::kV1: s = "cgroups: v1"; break;
-    case CgroupMode::kV2: s = "cgroups: v2 at " + v2_base; break;
+    case CgroupMode::kNone:
+      s = "cgroups: none usable";
+      break;
+    case CgroupMode::kV1:
+      s = "cgroups: v1";
+      break;
+    case CgroupMode::kV2:
+      s = "cgroups: v2 at " + v2_base;
+      break;
   }
   s += std::string("; memory ") + (memory ? "yes" : "NO") + ", pids " + (pids ? "yes" : "NO") +
        ", cpu accounting " + (cpu_accounting ? "yes" : "NO");
@@ -197,8 +205,7 @@ CgroupLayout DetectCgroups(const std::string& mountinfo_path, const std::string&
   return layout;
 }
 
-Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout,
-                                                const std::string& name,
+Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout, const std::string& name,
                                                 const CgroupLimits& limits) {
   using R = Result<ExecutionCgroup>;
   ExecutionCgroup cg;
@@ -215,8 +222,9 @@ Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout,
   };
   if (layout.mode == CgroupMode::kV2) {
     auto dir = make(layout.v2_base);
-    if (!dir) return R::Fail("cannot create cgroup " + layout.v2_base + "/" + name + ": " +
-                             std::strerror(errno));
+    if (!dir)
+      return R::Fail("cannot create cgroup " + layout.v2_base + "/" + name + ": " +
+                     std::strerror(errno));
     if (layout.memory) {
       if (auto e = write(*dir + "/memory.max", std::to_string(limits.memory_bytes)); !e.empty()) {
         return R::Fail(e);
@@ -242,8 +250,8 @@ Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout,
       }
       // Without swap accounting this file is absent; with it, swap must not extend the limit.
       if (Exists(*dir + "/memory.memsw.limit_in_bytes")) {
-        if (auto e = write(*dir + "/memory.memsw.limit_in_bytes",
-                           std::to_string(limits.memory_bytes));
+        if (auto e =
+                write(*dir + "/memory.memsw.limit_in_bytes", std::to_string(limits.memory_bytes));
             !e.empty()) {
           return R::Fail(e);
         }

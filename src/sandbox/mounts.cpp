@@ -18,8 +18,8 @@ namespace {
 constexpr const char* kSystemEntries[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"};
 
 // Host /etc entries that Python, numpy's BLAS and matplotlib read. Nothing with secrets.
-constexpr const char* kEtcEntries[] = {"ld.so.cache", "localtime",   "matplotlibrc", "mime.types",
-                                       "python3",     "python3.11",  "alternatives", "fonts"};
+constexpr const char* kEtcEntries[] = {"ld.so.cache", "localtime",  "matplotlibrc", "mime.types",
+                                       "python3",     "python3.11", "alternatives", "fonts"};
 
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom"};
 
@@ -131,10 +131,10 @@ SysResult CopyFileOwned(const char* source, const char* target, uid_t uid, gid_t
   return result;
 }
 
-#define RETURN_IF_FAILED(expr)     \
-  do {                             \
-    SysResult r_ = (expr);         \
-    if (!r_.ok()) return r_;       \
+#define RETURN_IF_FAILED(expr) \
+  do {                         \
+    SysResult r_ = (expr);     \
+    if (!r_.ok()) return r_;   \
   } while (0)
 
 }  // namespace
@@ -179,12 +179,14 @@ Result<RootfsPlan> PlanRootfs(const RootfsOptions& o) {
   }
   std::string uid = std::to_string(o.uid), gid = std::to_string(o.gid);
   plan.files.push_back({Join(o.root, "/etc/passwd"),
-                        "root:x:0:0:root:/root:/usr/sbin/nologin\n" + o.etc_passwd_name + ":x:" +
-                            uid + ":" + gid + ":codecell sandbox:/tmp:/bin/sh\n"
+                        "root:x:0:0:root:/root:/usr/sbin/nologin\n" + o.etc_passwd_name +
+                            ":x:" + uid + ":" + gid +
+                            ":codecell sandbox:/tmp:/bin/sh\n"
                             "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"});
-  plan.files.push_back({Join(o.root, "/etc/group"), "root:x:0:\n" + o.etc_passwd_name + ":x:" +
-                                                        gid + ":\nnogroup:x:65534:\n"});
-  plan.files.push_back({Join(o.root, "/etc/hosts"), "127.0.0.1\tlocalhost codecell\n::1\tlocalhost\n"});
+  plan.files.push_back({Join(o.root, "/etc/group"),
+                        "root:x:0:\n" + o.etc_passwd_name + ":x:" + gid + ":\nnogroup:x:65534:\n"});
+  plan.files.push_back(
+      {Join(o.root, "/etc/hosts"), "127.0.0.1\tlocalhost codecell\n::1\tlocalhost\n"});
   plan.files.push_back({Join(o.root, "/etc/hostname"), "codecell\n"});
 
   dir("/proc");
@@ -210,8 +212,8 @@ Result<RootfsPlan> PlanRootfs(const RootfsOptions& o) {
                        {"/proc/self/fd/0", Join(o.root, "/dev/stdin")},
                        {"/proc/self/fd/1", Join(o.root, "/dev/stdout")},
                        {"/proc/self/fd/2", Join(o.root, "/dev/stderr")}};
-  plan.overlay_options = "lowerdir=" + o.overlay_lower + ",upperdir=" + o.overlay_upper +
-                         ",workdir=" + o.overlay_work;
+  plan.overlay_options =
+      "lowerdir=" + o.overlay_lower + ",upperdir=" + o.overlay_upper + ",workdir=" + o.overlay_work;
   plan.tmp_options = "size=" + std::to_string(o.tmp_bytes) + ",mode=1777";
   plan.shm_options = "size=" + std::to_string(o.shm_bytes) + ",mode=1777";
   for (const auto& inner : o.tmp_dirs) plan.tmp_dirs.push_back(Join(plan.tmp_path, inner));

@@ -30,29 +30,29 @@ struct RootfsPlan {
     std::string path;    // full path under the new root
   };
 
-  std::string root;                 // host directory the new root tmpfs is mounted on
-  std::vector<std::string> dirs;    // created in the root tmpfs, parents first
+  std::string root;                  // host directory the new root tmpfs is mounted on
+  std::vector<std::string> dirs;     // created in the root tmpfs, parents first
   std::vector<Bind> readonly_binds;  // system directories and files
   std::vector<Symlink> symlinks;
   std::vector<File> files;  // synthetic /etc files
   std::string proc_path, dev_path, shm_path, tmp_path, data_path, meta_path;
-  std::vector<Bind> devices;               // host device nodes bound into /dev
-  std::vector<Symlink> dev_symlinks;       // created before /dev turns read-only
-  std::string meta_source;                 // host dir of the runner's files, bound read-only
-  std::string overlay_options;             // lowerdir=...,upperdir=...,workdir=...
-  std::string tmp_options, shm_options;    // tmpfs size/mode options
-  std::vector<std::string> tmp_dirs;       // created inside /tmp, owned by the slot
-  std::vector<SeedFile> tmp_seed_files;    // copied inside /tmp, owned by the slot
+  std::vector<Bind> devices;             // host device nodes bound into /dev
+  std::vector<Symlink> dev_symlinks;     // created before /dev turns read-only
+  std::string meta_source;               // host dir of the runner's files, bound read-only
+  std::string overlay_options;           // lowerdir=...,upperdir=...,workdir=...
+  std::string tmp_options, shm_options;  // tmpfs size/mode options
+  std::vector<std::string> tmp_dirs;     // created inside /tmp, owned by the slot
+  std::vector<SeedFile> tmp_seed_files;  // copied inside /tmp, owned by the slot
   uid_t owner_uid = 0;
   gid_t owner_gid = 0;
 };
 
 struct RootfsOptions {
-  std::string root;             // empty host directory used as the mount point
-  std::string overlay_lower;    // host dir with the input files
-  std::string overlay_upper;    // host dir on the workspace tmpfs
-  std::string overlay_work;     // host dir on the workspace tmpfs
-  std::string meta_source;      // runner files
+  std::string root;           // empty host directory used as the mount point
+  std::string overlay_lower;  // host dir with the input files
+  std::string overlay_upper;  // host dir on the workspace tmpfs
+  std::string overlay_work;   // host dir on the workspace tmpfs
+  std::string meta_source;    // runner files
   unsigned long long tmp_bytes = 256ull << 20;
   unsigned long long shm_bytes = 64ull << 20;
   uid_t uid = 0;

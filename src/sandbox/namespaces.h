@@ -14,8 +14,8 @@ inline constexpr int kCloneNamespaces =
 
 // Every CLONE_NEW* flag; seccomp refuses clone() with any of them.
 inline constexpr unsigned long kAllNamespaceFlags[] = {
-    CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
-    CLONE_NEWUSER, CLONE_NEWPID,   CLONE_NEWNET, 0x00000080 /* CLONE_NEWTIME */};
+    CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+    CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET, 0x00000080 /* CLONE_NEWTIME */};
 
 // clone(2) into fresh namespaces, running `fn(arg)` on `stack` in the child. Parent side.
 // Returns the child's pid (in the caller's pid namespace) or -errno.

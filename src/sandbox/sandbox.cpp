@@ -134,8 +134,8 @@ Result<SandboxProcess> LaunchSandbox(const SandboxSpec& spec) {
   void* stack = ::mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return R::Fail(std::string("mmap stack: ") + std::strerror(errno));
-  pid_t pid = CloneIntoNamespaces(SandboxChildMain, &ctx,
-                                  static_cast<char*>(stack) + kChildStackBytes);
+  pid_t pid =
+      CloneIntoNamespaces(SandboxChildMain, &ctx, static_cast<char*>(stack) + kChildStackBytes);
   // The child has its own copy of the mapping; the parent's can go.
   ::munmap(stack, kChildStackBytes);
   if (pid < 0) return R::Fail(std::string("clone: ") + std::strerror(-pid));
@@ -156,13 +156,19 @@ bool ConsumeReports(int report_fd, SandboxReport& report) {
     record.step[sizeof record.step - 1] = '\0';
     std::string detail = std::string(record.step) + ": " + std::strerror(record.err);
     switch (record.kind) {
-      case ReportRecord::kSetupFailed: report.setup_error = detail; break;
-      case ReportRecord::kExecFailed: report.exec_error = detail; break;
+      case ReportRecord::kSetupFailed:
+        report.setup_error = detail;
+        break;
+      case ReportRecord::kExecFailed:
+        report.exec_error = detail;
+        break;
       case ReportRecord::kExited:
         report.exited = true;
         report.wait_status = record.wait_status;
         break;
-      default: report.setup_error = "unknown report record"; break;
+      default:
+        report.setup_error = "unknown report record";
+        break;
     }
   }
 }

@@ -47,8 +47,8 @@ struct SandboxReport {
 };
 
 struct SandboxProcess {
-  pid_t pid = -1;     // the sandbox's init (pid 1 inside); killing it ends every process inside
-  UniqueFd report;    // read end of the report pipe
+  pid_t pid = -1;   // the sandbox's init (pid 1 inside); killing it ends every process inside
+  UniqueFd report;  // read end of the report pipe
 };
 
 // Clones the sandbox child. Inside, in this order: join cgroups → cgroup namespace → new session

@@ -79,8 +79,8 @@ Result<SeccompProgram> BuildSandboxSeccompProgram() {
   }
   // Injecting keystrokes into a terminal; and leases, which would let one sandbox stall another's
   // opener of a shared inode.
-  for (unsigned long request : {static_cast<unsigned long>(TIOCSTI),
-                                static_cast<unsigned long>(TIOCLINUX)}) {
+  for (unsigned long request :
+       {static_cast<unsigned long>(TIOCSTI), static_cast<unsigned long>(TIOCLINUX)}) {
     scmp_arg_cmp cmp = SCMP_A1(SCMP_CMP_EQ, request);
     if (auto e = add(SCMP_ACT_ERRNO(EPERM), "ioctl", 1, &cmp); !e.empty()) return R::Fail(e);
   }

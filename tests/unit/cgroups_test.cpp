@@ -10,9 +10,7 @@ namespace {
 
 using codecell::testing::TempDir;
 
-void Put(const std::string& path, const std::string& content) {
-  std::ofstream(path) << content;
-}
+void Put(const std::string& path, const std::string& content) { std::ofstream(path) << content; }
 
 std::string Get(const std::string& path) {
   auto r = ReadFileToString(path);
@@ -78,11 +76,16 @@ TEST(DetectCgroups, HybridHostUsesV1AndIgnoresAnEmptyUnifiedTree) {
   }
   Put(tree.path() + "/unified/cgroup.controllers", "");
   std::string t = tree.path();
-  Put(t + "/mountinfo",
-      "30 25 0:26 / " + t + "/unified rw - cgroup2 cgroup2 rw\n"
-      "31 25 0:27 / " + t + "/memory rw - cgroup cgroup rw,memory\n"
-      "32 25 0:28 / " + t + "/pids rw - cgroup cgroup rw,pids\n"
-      "33 25 0:29 / " + t + "/cpuacct rw - cgroup cgroup rw,cpuacct\n");
+  Put(t + "/mountinfo", "30 25 0:26 / " + t +
+                            "/unified rw - cgroup2 cgroup2 rw\n"
+                            "31 25 0:27 / " +
+                            t +
+                            "/memory rw - cgroup cgroup rw,memory\n"
+                            "32 25 0:28 / " +
+                            t +
+                            "/pids rw - cgroup cgroup rw,pids\n"
+                            "33 25 0:29 / " +
+                            t + "/cpuacct rw - cgroup cgroup rw,cpuacct\n");
   Put(t + "/self", "4:memory:/mine\n8:pids:/mine\n2:cpuacct:/mine\n0::/\n");
   ::unsetenv("CODECELL_CGROUP_V2_BASE");
   CgroupLayout layout = DetectCgroups(t + "/mountinfo", t + "/self");
@@ -140,8 +143,8 @@ TEST(CgroupHost, RealControllersOnThisMachine) {
   CgroupLayout layout = DetectCgroups();
   REQUIRE_OR_SKIP(layout.memory && layout.pids,
                   "this host offers no memory and pids cgroup controllers: " + layout.Describe());
-  auto cg = ExecutionCgroup::Create(layout, "unit-test-" + std::to_string(::getpid()),
-                                    {96ull << 20, 7});
+  auto cg =
+      ExecutionCgroup::Create(layout, "unit-test-" + std::to_string(::getpid()), {96ull << 20, 7});
   ASSERT_TRUE(cg) << cg.error();
   // v1 keeps one directory per controller, in the order memory, pids, cpuacct.
   std::string pids_dir = cg->dirs()[layout.mode == CgroupMode::kV2 ? 0 : 1];

@@ -24,7 +24,9 @@ TEST(FileTypeForName, UnknownAndExtensionless) {
 
 TEST(SafeFileName, RemovesSeparatorsControlsAndDots) {
   EXPECT_EQ(SafeFileName("../../etc/passwd"), "_.._etc_passwd");
-  EXPECT_EQ(SafeFileName("a\nb\x01" "c"), "a_b_c");
+  EXPECT_EQ(SafeFileName("a\nb\x01"
+                         "c"),
+            "a_b_c");
   EXPECT_EQ(SafeFileName(".."), "file");
   EXPECT_EQ(SafeFileName(""), "file");
   EXPECT_EQ(SafeFileName("..hidden"), "hidden");

@@ -45,10 +45,16 @@ TEST(BoundedUtf8Capture, JoinsASequenceSplitAcrossChunks) {
 
 TEST(BoundedUtf8Capture, ReplacesInvalidBytes) {
   BoundedUtf8Capture c(100);
-  c.Append("a\xFF" "b\xC0\xAF" "c\xED\xA0\x80" "d");  // stray byte, overlong, surrogate
+  c.Append(
+      "a\xFF"
+      "b\xC0\xAF"
+      "c\xED\xA0\x80"
+      "d");  // stray byte, overlong, surrogate
   c.Finish();
   EXPECT_EQ(c.text().find('\xFF'), std::string::npos);
-  EXPECT_EQ(c.text().substr(0, 5), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(c.text().substr(0, 5),
+            "a\xEF\xBF\xBD"
+            "b");
   EXPECT_NE(c.text().find("c\xEF\xBF\xBD"), std::string::npos);
   EXPECT_EQ(c.text().back(), 'd');
 }

@@ -43,10 +43,26 @@ const SeccompProgram& Program() {
 
 TEST(Seccomp, PolicyCompilesAndListsTheRequiredDenials) {
   const auto& denied = Program().denied_syscalls;
-  for (const char* name : {"ptrace", "process_vm_readv", "keyctl", "bpf", "perf_event_open",
-                           "io_uring_setup", "userfaultfd", "mount", "pivot_root", "unshare",
-                           "setns", "clone3", "kexec_load", "init_module", "reboot", "swapon",
-                           "acct", "quotactl", "clock_settime", "socket"}) {
+  for (const char* name : {"ptrace",
+                           "process_vm_readv",
+                           "keyctl",
+                           "bpf",
+                           "perf_event_open",
+                           "io_uring_setup",
+                           "userfaultfd",
+                           "mount",
+                           "pivot_root",
+                           "unshare",
+                           "setns",
+                           "clone3",
+                           "kexec_load",
+                           "init_module",
+                           "reboot",
+                           "swapon",
+                           "acct",
+                           "quotactl",
+                           "clock_settime",
+                           "socket"}) {
     EXPECT_NE(std::find(denied.begin(), denied.end(), name), denied.end()) << name;
   }
   EXPECT_GT(Program().instructions.size(), 20u);

@@ -11,13 +11,13 @@ namespace codecell::testing {
 
 // Tests that need root or a kernel feature: under CI (CI=true) a missing requirement is a failure,
 // elsewhere the test is skipped with the reason printed.
-#define REQUIRE_OR_SKIP(condition, reason)                                   \
-  do {                                                                       \
-    if (!(condition)) {                                                      \
-      const char* ci = std::getenv("CI");                                    \
-      if (ci != nullptr && std::string(ci) == "true") FAIL() << (reason);    \
-      GTEST_SKIP() << (reason);                                              \
-    }                                                                        \
+#define REQUIRE_OR_SKIP(condition, reason)                                \
+  do {                                                                    \
+    if (!(condition)) {                                                   \
+      const char* ci = std::getenv("CI");                                 \
+      if (ci != nullptr && std::string(ci) == "true") FAIL() << (reason); \
+      GTEST_SKIP() << (reason);                                           \
+    }                                                                     \
   } while (0)
 
 #define REQUIRE_ROOT() REQUIRE_OR_SKIP(::geteuid() == 0, "needs root")
