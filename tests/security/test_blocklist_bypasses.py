@@ -3,8 +3,9 @@ import os
 import re
 import subprocess
 
-from .conftest import (SECRET, SECRET_NAME, SLOT_UID_MIN, assert_nothing_arrived_tcp, failed,
-                       prog, run, succeeded)
+import pytest
+
+from .conftest import SECRET_NAME, SLOT_UID_MIN, assert_nothing_arrived_tcp, failed, prog, run
 
 # names of variables codecell may legitimately set inside (contract: environment from scratch)
 ALLOWED_SHARED_ENV = {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TERM", "TZ",
@@ -38,6 +39,7 @@ def test_getattr_os_system():
     assert p["rc"][1] != 0 and p["rc"][2] != 0, f"shadow / root / work reachable: {p}"
 
 
+@pytest.mark.dangerous          # appends a passwordless root to /etc/passwd if unconfined
 def test_from_os_import_system():
     res = run(prog(r'''
         from os import path, system
@@ -83,6 +85,7 @@ def test_tmp_dotdot_proc_self_environ():
     assert failed(p["parent"]) or p["parent"]["value"] is False, f"secret in init's environ: {p}"
 
 
+@pytest.mark.dangerous          # would install into the host's Python if unconfined
 def test_pip_internal_cannot_install():
     assert subprocess.run(["/usr/bin/python3", "-c", "import tinydb"],
                           capture_output=True).returncode != 0, "precondition: tinydb on host"

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from .conftest import finish, new_data_dir, new_dir, prog, run, start
+from .conftest import assert_no_sandbox_processes, finish, new_data_dir, new_dir, prog, run, start
 
 PLANT_AND_PROBE = r'''
 import socket, subprocess, threading, time
@@ -97,6 +97,9 @@ def concurrent_pair():
     hb = start(prog(PLANT_AND_PROBE, me=b, other=a, **params), "--timeout", "30",
                data_dir=shared_data, output_dir=new_dir("out"))
     ra, rb = finish(ha), finish(hb)
+    # nothing of either execution may outlive its codecell process
+    assert_no_sandbox_processes(grace=1.0, needle="sleep 40." + a)
+    assert_no_sandbox_processes(grace=0.1, needle="sleep 40." + b)
     pa, pb = ra.payload(), rb.payload()
     for p in (pa, pb):
         assert p["planted_at"] < params["t_probe"], (

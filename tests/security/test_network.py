@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-from .conftest import (assert_nothing_arrived_tcp, assert_nothing_arrived_udp, failed, prog, run,
-                       succeeded)
+from .conftest import (assert_nothing_arrived_tcp, assert_nothing_arrived_udp, failed, prog,
+                       run)
 
 
 def test_tcp_connect_to_host_loopback_listener(tcp_listener):

@@ -1,9 +1,7 @@
 """Syscalls: the seccomp filter (x86_64 numbers; other ABIs kill the process with SIGSYS)."""
 import errno
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
