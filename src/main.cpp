@@ -5,12 +5,14 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "sandbox/cmdline.h"
 
 #ifndef CODECELL_VERSION
 #define CODECELL_VERSION "0.1.0"
 #endif
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv, char** envp) {
+  codecell::sandbox::RegisterProcessStrings(argc, argv, envp);
   // Descriptors 0-2 must be open: otherwise the first pipe or file we open would take their
   // number and sandbox output would land in it.
   for (int fd = 0; fd < 3; ++fd) {

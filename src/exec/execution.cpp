@@ -248,9 +248,11 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   std::string poll_error;  // past the deadline: only collecting what is left in the pipes
   auto stop_by = deadline;
   Clock::time_point exited_at{};
-  pollfd fds[3] = {{out->read.get(), POLLIN, 0},
+  bool cancelled = false;
+  pollfd fds[4] = {{out->read.get(), POLLIN, 0},
                    {err->read.get(), POLLIN, 0},
-                   {process.report.get(), POLLIN, 0}};
+                   {process.report.get(), POLLIN, 0},
+                   {request.cancel_fd, POLLIN, 0}};
   for (;;) {
     if (fds[0].fd < 0 && fds[1].fd < 0 && fds[2].fd < 0) break;
     auto now = Clock::now();
@@ -269,7 +271,7 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
         static_cast<int>(
             std::chrono::duration_cast<std::chrono::milliseconds>(stop_by - now).count()) +
         1;
-    int n = ::poll(fds, 3, wait_ms);
+    int n = ::poll(fds, 4, wait_ms);
     if (n < 0 && errno != EINTR) {
       poll_error = std::string("poll: ") + std::strerror(errno);
       break;  // the sandbox is killed and reaped below before the error is returned
@@ -282,6 +284,14 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
     if (fds[1].revents != 0 &&
         !Drain(fds[1].fd, [&](std::string_view b) { stderr_capture.Append(b); })) {
       fds[1].fd = -1;
+    }
+    if (fds[3].fd >= 0 && fds[3].revents != 0) {
+      fds[3].fd = -1;
+      if (!report.exited) {
+        cancelled = true;
+        ::kill(process.pid, SIGKILL);
+        cgroup.KillAll();
+      }
     }
     if (fds[2].revents != 0) {
       bool was_exited = report.exited;
@@ -323,7 +333,11 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   result.output_truncated = stdout_capture.truncated();
   result.error_truncated = stderr_capture.truncated();
   const int status = report.wait_status;
-  if (timed_out) {
+  if (cancelled) {
+    result.status = "killed";
+    result.return_code = -SIGKILL;
+    AppendSentence(result.error, "Execution was stopped: the service is shutting down");
+  } else if (timed_out) {
     result.status = "timeout";
     result.return_code = -1;
     AppendSentence(result.error,

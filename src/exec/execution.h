@@ -52,6 +52,8 @@ struct ExecutionRequest {
   std::vector<InputFile> inputs;
   Limits limits;
   std::string generated_dir;  // generated files are copied here (relative paths kept)
+  // When readable, the execution is stopped: status `killed` (used on service shutdown).
+  int cancel_fd = -1;
   // Live pass-through of what is kept of stdout / stderr (optional).
   std::function<void(std::string_view)> on_stdout, on_stderr;
 };

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "sandbox/cmdline.h"
 #include "sandbox/credentials.h"
 #include "sandbox/fds.h"
 #include "sandbox/namespaces.h"
@@ -40,6 +41,19 @@ void WriteReport(int fd, uint32_t kind, int err, int wait_status, const char* st
 [[noreturn]] void FailSetup(int fd, const SysResult& r) {
   WriteReport(fd, ReportRecord::kSetupFailed, r.err, 0, r.what);
   ::_exit(126);
+}
+
+// A parent may block signals (the service blocks SIGTERM to read it from a signalfd) or ignore
+// them (SIGPIPE); both would survive exec into the tenant's interpreter.
+SysResult ResetSignals() {
+  sigset_t none;
+  sigemptyset(&none);
+  if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) return SysResult::FromErrno("sigprocmask");
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    ::signal(sig, SIG_DFL);  // fails harmlessly for the numbers glibc reserves
+  }
+  return SysResult::Ok();
 }
 
 SysResult JoinCgroups(const std::vector<int>& procs_fds) {
@@ -98,6 +112,8 @@ int SandboxChildMain(void* arg) {
   const SandboxSpec& spec = *ctx.spec;
   const int report = ctx.report_fd;
   SysResult r;
+  if (!(r = ResetSignals()).ok()) FailSetup(report, r);
+  ScrubProcessStrings();
   if (!(r = JoinCgroups(spec.cgroup_procs_fds)).ok()) FailSetup(report, r);
   if (!(r = EnterNewCgroupNamespace()).ok()) FailSetup(report, r);
   if (::setsid() < 0) FailSetup(report, SysResult::FromErrno("setsid"));

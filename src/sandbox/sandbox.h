@@ -51,7 +51,7 @@ struct SandboxProcess {
   UniqueFd report;  // read end of the report pipe
 };
 
-// Clones the sandbox child. Inside, in this order: join cgroups → cgroup namespace → new session
+// Clones the sandbox child. Inside, in this order: default signal mask and handlers → join cgroups → cgroup namespace → new session
 // → mounts and pivot_root → hostname → slot uid → rlimits → stdio and closing every other fd →
 // no_new_privs → seccomp; then the child, as pid 1 of its pid namespace, forks the interpreter
 // and reaps until the interpreter exits, which ends the namespace and every process in it.

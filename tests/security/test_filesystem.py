@@ -75,6 +75,24 @@ def test_codecell_data_dir_invisible(tmp_path):
     assert canary not in res["output"] and canary not in res["error"]
 
 
+def test_init_process_shows_nothing_of_the_supervisor(tmp_path):
+    """pid 1 inside is a clone of codecell: its command line would name host paths and the code."""
+    data_dir = new_data_dir()
+    res = run(prog(r'''
+        emit({"cmdline": attempt(lambda: open("/proc/1/cmdline", "rb").read().decode("latin-1")),
+              "environ": attempt(lambda: open("/proc/1/environ", "rb").read().decode("latin-1")),
+              "mem": attempt(lambda: open("/proc/1/mem", "rb").read(16)),
+              "twin": attempt(lambda: open("/proc/self/cmdline", "rb").read().decode())})
+    '''), "--timeout", "15", data_dir=data_dir)
+    p = res.payload()
+    assert p["twin"]["ok"] and "runner.py" in p["twin"]["value"], p
+    assert p["cmdline"]["ok"], p
+    assert p["cmdline"]["value"].rstrip("\0") == "codecell-init", p["cmdline"]
+    assert str(data_dir) not in p["cmdline"]["value"]
+    assert failed(p["environ"]) or SECRET not in p["environ"]["value"], p["environ"]
+    assert failed(p["mem"]), p["mem"]
+
+
 def test_proc_root_links_do_not_escape():
     """/proc/1/root, /proc/1/cwd and friends lead nowhere outside the sandbox."""
     res = run(prog(r'''
