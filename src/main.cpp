@@ -26,6 +26,9 @@ int main(int argc, char** argv, char** envp) {
   app.require_subcommand(1);
   auto run = codecell::cli::AddRunCommand(app);
   auto status = codecell::cli::AddStatusCommand(app);
+  auto serve = codecell::cli::AddServeCommand(app);
+  auto cleanup = codecell::cli::AddCleanupCommand(app);
+  auto execute = codecell::cli::AddExecuteHelperCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -34,5 +37,8 @@ int main(int argc, char** argv, char** envp) {
   }
   if (app.got_subcommand("run")) return run();
   if (app.got_subcommand("status")) return status();
+  if (app.got_subcommand("serve")) return serve();
+  if (app.got_subcommand("cleanup")) return cleanup();
+  if (app.got_subcommand("__execute")) return execute();
   return 2;
 }

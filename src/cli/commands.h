@@ -9,6 +9,9 @@ namespace codecell::cli {
 // function returns the process exit code.
 std::function<int()> AddRunCommand(CLI::App& app);
 std::function<int()> AddStatusCommand(CLI::App& app);
+std::function<int()> AddServeCommand(CLI::App& app);
+std::function<int()> AddCleanupCommand(CLI::App& app);
+std::function<int()> AddExecuteHelperCommand(CLI::App& app);
 
 // The data directory: --data-dir, else $CODECELL_DATA_DIR, else /var/lib/codecell.
 std::string DefaultDataDir();

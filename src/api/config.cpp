@@ -1,0 +1,215 @@
+#include "api/config.h"
+
+#include <cstdlib>
+#include <sstream>
+#include <thread>
+#include <toml++/toml.h>
+
+namespace codecell::api {
+namespace {
+
+using R = sandbox::Result<ServiceConfig>;
+
+bool ParseListen(const std::string& text, ServiceConfig& c, std::string& error) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    error = "listen must be HOST:PORT (got '" + text + "')";
+    return false;
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  char* end = nullptr;
+  long port = std::strtol(text.c_str() + colon + 1, &end, 10);
+  if (*end != '\0' || port < 1 || port > 65535) {
+    error = "listen port must be 1-65535 (got '" + text + "')";
+    return false;
+  }
+  c.listen_host = host;
+  c.listen_port = static_cast<int>(port);
+  return true;
+}
+
+std::vector<std::string> SplitCommas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+}  // namespace
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+R LoadServiceConfig(const ConfigOverrides& flags) {
+  ServiceConfig c;
+  std::string error;
+  std::string file = flags.config_file;
+  if (file.empty()) {
+    if (const char* e = std::getenv("CODECELL_CONFIG"); e && *e) file = e;
+  }
+  if (!file.empty()) {
+    c.config_file = file;
+    toml::table t;
+    try {
+      t = toml::parse_file(file);
+    } catch (const toml::parse_error& e) {
+      std::ostringstream msg;
+      msg << file << ": " << e.description() << " (line " << e.source().begin.line << ")";
+      return R::Fail(msg.str());
+    }
+    auto str = [&](toml::node_view<toml::node> n, std::string& out, const char* key) {
+      if (!n) return true;
+      if (auto v = n.value<std::string>()) {
+        out = *v;
+        return true;
+      }
+      error = file + ": " + key + " must be a string";
+      return false;
+    };
+    auto num = [&](toml::node_view<toml::node> n, auto& out, const char* key, double lo,
+                   double hi) {
+      if (!n) return true;
+      auto v = n.value<double>();
+      if (!v || *v < lo || *v > hi) {
+        std::ostringstream msg;
+        msg << file << ": " << key << " must be a number between " << lo << " and " << hi;
+        error = msg.str();
+        return false;
+      }
+      out = static_cast<std::remove_reference_t<decltype(out)>>(*v);
+      return true;
+    };
+    std::string listen, over_quota;
+    bool ok = str(t["listen"], listen, "listen") && str(t["data_dir"], c.data_dir, "data_dir") &&
+              num(t["files"]["lifetime_hours"], c.files.lifetime_hours, "files.lifetime_hours",
+                  -1, 1e6) &&
+              num(t["files"]["max_upload_mb"], c.files.max_upload_bytes, "files.max_upload_mb", 1,
+                  1e6) &&
+              num(t["files"]["max_files_per_user"], c.files.max_files_per_user,
+                  "files.max_files_per_user", 1, 1e9) &&
+              num(t["files"]["max_bytes_per_user_mb"], c.files.max_bytes_per_user,
+                  "files.max_bytes_per_user_mb", 1, 1e9) &&
+              str(t["files"]["over_quota"], over_quota, "files.over_quota") &&
+              num(t["executions"]["workers"], c.workers, "executions.workers", 0, 1024) &&
+              num(t["executions"]["queue"], c.queue, "executions.queue", 0, 100000) &&
+              num(t["executions"]["per_user"], c.per_user, "executions.per_user", 1, 100000) &&
+              num(t["executions"]["timeout"], c.limits.timeout_seconds, "executions.timeout", 0.1,
+                  3600) &&
+              num(t["executions"]["max_timeout"], c.bounds.max_timeout_seconds,
+                  "executions.max_timeout", 0.1, 3600) &&
+              num(t["executions"]["memory_mb"], c.limits.memory_mb, "executions.memory_mb", 32,
+                  1 << 20) &&
+              num(t["executions"]["max_memory_mb"], c.bounds.max_memory_mb,
+                  "executions.max_memory_mb", 32, 1 << 20) &&
+              num(t["cleanup"]["interval_minutes"], c.cleanup_interval_minutes,
+                  "cleanup.interval_minutes", 0.01, 1e6) &&
+              num(t["shutdown"]["grace_seconds"], c.shutdown_grace_seconds,
+                  "shutdown.grace_seconds", 0, 3600);
+    if (!ok) return R::Fail(error);
+    // The *_mb keys were read as MiB counts.
+    if (t["files"]["max_upload_mb"]) c.files.max_upload_bytes <<= 20;
+    if (t["files"]["max_bytes_per_user_mb"]) c.files.max_bytes_per_user <<= 20;
+    if (!listen.empty() && !ParseListen(listen, c, error)) return R::Fail(file + ": " + error);
+    if (!over_quota.empty()) {
+      if (over_quota != "reject" && over_quota != "evict_oldest") {
+        return R::Fail(file + ": files.over_quota must be \"reject\" or \"evict_oldest\"");
+      }
+      c.files.evict_oldest = over_quota == "evict_oldest";
+    }
+    if (auto keys = t["api_keys"].as_array()) {
+      for (const auto& k : *keys) {
+        auto v = k.value<std::string>();
+        if (!v || v->empty()) return R::Fail(file + ": api_keys must be non-empty strings");
+        c.api_keys.push_back(*v);
+      }
+    }
+  }
+
+  auto env = [](const char* name) -> const char* {
+    const char* v = std::getenv(name);
+    return v && *v ? v : nullptr;
+  };
+  auto env_num = [&](const char* name, double lo, double hi, double& out) {
+    const char* v = env(name);
+    if (!v) return true;
+    char* end = nullptr;
+    double d = std::strtod(v, &end);
+    if (*end != '\0' || d < lo || d > hi) {
+      std::ostringstream msg;
+      msg << name << " must be a number between " << lo << " and " << hi << " (got '" << v
+          << "')";
+      error = msg.str();
+      return false;
+    }
+    out = d;
+    return true;
+  };
+  if (const char* v = env("CODECELL_LISTEN"); v && !ParseListen(v, c, error)) {
+    return R::Fail("CODECELL_LISTEN: " + error);
+  }
+  if (const char* v = env("CODECELL_DATA_DIR")) c.data_dir = v;
+  if (const char* v = env("CODECELL_API_KEYS")) c.api_keys = SplitCommas(v);
+  if (const char* v = env("CODECELL_OVER_QUOTA")) {
+    std::string s = v;
+    if (s != "reject" && s != "evict_oldest") {
+      return R::Fail("CODECELL_OVER_QUOTA must be reject or evict_oldest");
+    }
+    c.files.evict_oldest = s == "evict_oldest";
+  }
+  double d;
+  struct NumericEnv {
+    const char* name;
+    double lo, hi;
+    std::function<void(double)> set;
+  };
+  const NumericEnv numeric[] = {
+      {"CODECELL_FILE_LIFETIME_HOURS", -1, 1e6, [&](double x) { c.files.lifetime_hours = x; }},
+      {"CODECELL_MAX_UPLOAD_MB", 1, 1e6,
+       [&](double x) { c.files.max_upload_bytes = static_cast<uint64_t>(x) << 20; }},
+      {"CODECELL_MAX_FILES_PER_USER", 1, 1e9,
+       [&](double x) { c.files.max_files_per_user = static_cast<uint64_t>(x); }},
+      {"CODECELL_MAX_BYTES_PER_USER_MB", 1, 1e9,
+       [&](double x) { c.files.max_bytes_per_user = static_cast<uint64_t>(x) << 20; }},
+      {"CODECELL_WORKERS", 0, 1024, [&](double x) { c.workers = static_cast<size_t>(x); }},
+      {"CODECELL_QUEUE", 0, 100000, [&](double x) { c.queue = static_cast<size_t>(x); }},
+      {"CODECELL_PER_USER_EXECUTIONS", 1, 100000,
+       [&](double x) { c.per_user = static_cast<size_t>(x); }},
+      {"CODECELL_CLEANUP_INTERVAL_MINUTES", 0.01, 1e6,
+       [&](double x) { c.cleanup_interval_minutes = x; }},
+      {"CODECELL_SHUTDOWN_GRACE_SECONDS", 0, 3600,
+       [&](double x) { c.shutdown_grace_seconds = x; }},
+  };
+  for (const auto& n : numeric) {
+    d = 0;
+    if (!env_num(n.name, n.lo, n.hi, d)) return R::Fail(error);
+    if (env(n.name)) n.set(d);
+  }
+
+  if (!flags.listen.empty() && !ParseListen(flags.listen, c, error)) {
+    return R::Fail("--listen: " + error);
+  }
+  if (!flags.data_dir.empty()) c.data_dir = flags.data_dir;
+  if (!flags.api_keys.empty()) c.api_keys = flags.api_keys;
+
+  if (c.workers == 0) c.workers = std::max(1u, std::thread::hardware_concurrency());
+  if (c.limits.timeout_seconds > c.bounds.max_timeout_seconds) {
+    return R::Fail("executions.timeout exceeds executions.max_timeout");
+  }
+  if (c.limits.memory_mb > c.bounds.max_memory_mb) {
+    return R::Fail("executions.memory_mb exceeds executions.max_memory_mb");
+  }
+  if (c.api_keys.empty() && !IsLoopback(c.listen_host)) {
+    return R::Fail("refusing to listen on " + c.listen_host +
+                   " without API keys: set api_keys (or CODECELL_API_KEYS, or --api-key), or "
+                   "listen on a loopback address");
+  }
+  return c;
+}
+
+}  // namespace codecell::api

@@ -1,0 +1,38 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "exec/execution.h"
+#include "files/file_manager.h"
+#include "sandbox/sys_result.h"
+
+namespace codecell::api {
+
+struct ServiceConfig {
+  std::string listen_host = "127.0.0.1";
+  int listen_port = 8080;
+  std::string data_dir = "/var/lib/codecell";
+  std::vector<std::string> api_keys;
+  files::FilePolicy files;
+  size_t workers = 0;  // 0: number of cores
+  size_t queue = 32;
+  size_t per_user = 2;
+  exec::Limits limits;       // defaults for each execution
+  exec::LimitBounds bounds;  // what a request may raise them to
+  double cleanup_interval_minutes = 60;
+  double shutdown_grace_seconds = 30;
+  std::string config_file;  // where the TOML came from ("" = none)
+};
+
+struct ConfigOverrides {  // from flags; empty = not given
+  std::string config_file, listen, data_dir;
+  std::vector<std::string> api_keys;
+};
+
+// Defaults < TOML file < CODECELL_* environment < flags. Fails with a message naming the key.
+sandbox::Result<ServiceConfig> LoadServiceConfig(const ConfigOverrides& flags);
+
+bool IsLoopback(const std::string& host);
+
+}  // namespace codecell::api

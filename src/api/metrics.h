@@ -1,0 +1,36 @@
+#pragma once
+
+#include <array>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace codecell::api {
+
+// Counters and a duration histogram in memory, rendered in Prometheus text format.
+class Metrics {
+ public:
+  void CountExecution(const std::string& status, double seconds);
+  void CountUpload(bool stored);
+  void CountCleanup(size_t deleted);
+  void CountRequest(int status);
+
+  struct Gauges {
+    size_t queue_depth = 0, running = 0, workers = 0;
+    uint64_t files = 0, bytes = 0;
+  };
+  std::string Render(const Gauges& gauges) const;
+
+ private:
+  static constexpr std::array<double, 10> kBuckets = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+  mutable std::mutex mutex_;
+  std::map<std::string, uint64_t> executions_by_status_;
+  std::array<uint64_t, kBuckets.size()> duration_buckets_{};
+  uint64_t duration_count_ = 0;
+  double duration_sum_ = 0;
+  uint64_t uploads_stored_ = 0, uploads_refused_ = 0;
+  uint64_t cleanup_runs_ = 0, cleanup_deleted_ = 0;
+  std::map<int, uint64_t> requests_by_status_;
+};
+
+}  // namespace codecell::api

@@ -1,0 +1,574 @@
+#include "api/service.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <httplib.h>
+#include <iostream>
+#include <regex>
+
+#include "exec/ids.h"
+
+namespace codecell::api {
+namespace {
+
+using nlohmann::json;
+using store::FileRecord;
+
+constexpr size_t kMaxJsonBody = 1u << 20;
+constexpr const char* kVersion = "0.2.0";
+
+thread_local std::chrono::steady_clock::time_point request_started;
+
+std::string Dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void Log(json line) {
+  line["ts"] = files::Rfc3339(files::NowMillis());
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::cerr << Dump(line) << std::endl;
+}
+
+void JsonError(httplib::Response& res, int status, const std::string& code,
+               const std::string& message) {
+  res.status = status;
+  res.set_content(Dump({{"error", {{"code", code}, {"message", message}}}}), "application/json");
+}
+
+void JsonOk(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(Dump(body), "application/json");
+}
+
+bool ValidUserId(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (unsigned char c : id) {
+    if (!(std::isalnum(c) || c == '_' || c == '.' || c == ':' || c == '-')) return false;
+  }
+  return true;
+}
+
+// The user id of a query string; answers 400 itself when it is missing or malformed.
+std::optional<std::string> QueryUser(const httplib::Request& req, httplib::Response& res) {
+  std::string id = req.get_param_value("user_id");
+  if (!ValidUserId(id)) {
+    JsonError(res, 400, "bad_request",
+              "user_id is required: 1-128 characters of A-Z a-z 0-9 _ . : -");
+    return std::nullopt;
+  }
+  return id;
+}
+
+json FileObject(const FileRecord& r) {
+  return {{"file_id", r.file_id},
+          {"user_id", r.user_id},
+          {"filename", r.filename},
+          {"original_filename", r.original_filename},
+          {"file_type", r.file_type},
+          {"mime_type", r.mime_type},
+          {"file_size", r.file_size},
+          {"sha256", r.sha256},
+          {"source", r.source},
+          {"uploaded_at", files::Rfc3339(r.uploaded_at)},
+          {"expires_at", r.expires_at ? json(files::Rfc3339(*r.expires_at)) : json(nullptr)}};
+}
+
+void FailureResponse(httplib::Response& res, const files::Failure& f) {
+  switch (f.kind) {
+    case files::Failure::kBadRequest: return JsonError(res, 400, "bad_request", f.message);
+    case files::Failure::kNotFound: return JsonError(res, 404, "not_found", f.message);
+    case files::Failure::kTooLarge: return JsonError(res, 413, "too_large", f.message);
+    case files::Failure::kOverQuota:
+      res.set_header("Retry-After", "60");
+      return JsonError(res, 429, "rate_limited", f.message);
+    case files::Failure::kStorageFull:
+      return JsonError(res, 507, "insufficient_storage", f.message);
+    case files::Failure::kInternal: return JsonError(res, 500, "internal", f.message);
+  }
+}
+
+std::string ContentDisposition(const std::string& name) {
+  std::string ascii, encoded;
+  for (unsigned char c : name) {
+    ascii.push_back(c < 0x20 || c >= 0x7F || c == '"' || c == '\\' ? '_' : static_cast<char>(c));
+    if (std::isalnum(c) || c == '.' || c == '-' || c == '_') {
+      encoded.push_back(static_cast<char>(c));
+    } else {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", c);
+      encoded += hex;
+    }
+  }
+  return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded;
+}
+
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+Service::Service(ServiceConfig config, std::unique_ptr<store::Store> store, std::string self_exe)
+    : config_(std::move(config)),
+      store_(std::move(store)),
+      files_(*store_, config_.data_dir, config_.files),
+      helpers_(std::move(self_exe)),
+      admission_(config_.workers, config_.queue, config_.per_user),
+      server_(std::make_unique<httplib::Server>()) {}
+
+Service::~Service() {
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (cleanup_thread_.joinable()) cleanup_thread_.join();
+}
+
+json Service::RunCleanup(files::FileManager& files, store::Store& store, Metrics* metrics) {
+  size_t deleted = files.CleanupExpired();
+  std::string timestamp = files::Rfc3339(files::NowMillis());
+  store.SetMeta("last_cleanup", timestamp);
+  if (metrics) metrics->CountCleanup(deleted);
+  return {{"deleted_files", deleted}, {"venv_recreated", false}, {"timestamp", timestamp}};
+}
+
+json Service::Status() {
+  store::Usage usage = store_->TotalLiveUsage(files::NowMillis());
+  auto last = store_->GetMeta("last_cleanup");
+  return {{"venv_exists", false},
+          {"python_path", "/usr/bin/python3"},
+          {"installed_packages", json::array()},
+          {"package_count", 0},
+          {"last_cleanup", last ? json(*last) : json(nullptr)},
+          {"total_user_files", usage.files},
+          {"total_file_size_mb",
+           std::round(static_cast<double>(usage.bytes) / (1 << 20) * 100) / 100},
+          {"file_expiration_hours", config_.files.lifetime_hours},
+          {"max_file_size_mb", config_.files.max_upload_bytes >> 20},
+          {"version", kVersion},
+          {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::steady_clock::now() - started_)
+                           .count()},
+          {"workers", config_.workers},
+          {"executions",
+           {{"running", admission_.running()},
+            {"queued", admission_.queued()},
+            {"queue_limit", config_.queue},
+            {"per_user_limit", config_.per_user}}}};
+}
+
+void Service::Routes() {
+  httplib::Server& s = *server_;
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    request_started = std::chrono::steady_clock::now();
+    if (config_.api_keys.empty() || req.path == "/healthz") {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    std::string header = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (header.rfind(prefix, 0) == 0) {
+      std::string key = header.substr(prefix.size());
+      for (const auto& k : config_.api_keys) {
+        if (ConstantTimeEquals(key, k)) return httplib::Server::HandlerResponse::Unhandled;
+      }
+    }
+    res.set_header("WWW-Authenticate", "Bearer");
+    JsonError(res, 401, "unauthorized",
+              header.empty() ? "missing Authorization: Bearer <key>" : "invalid API key");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    switch (res.status) {
+      case 404: return JsonError(res, 404, "not_found", "no such endpoint");
+      case 413: return JsonError(res, 413, "too_large", "the request body is too large");
+      case 400: return JsonError(res, 400, "bad_request", "malformed request");
+      default:
+        return JsonError(res, res.status, res.status >= 500 ? "internal" : "bad_request",
+                         "request failed with status " + std::to_string(res.status));
+    }
+  });
+  s.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        try {
+          std::rethrow_exception(ep);
+        } catch (const store::StoreError& e) {
+          if (e.disk_full()) return JsonError(res, 507, "insufficient_storage", e.what());
+          Log({{"level", "error"}, {"event", "store_error"}, {"message", e.what()}});
+          return JsonError(res, 500, "internal", "metadata store error");
+        } catch (const std::exception& e) {
+          Log({{"level", "error"}, {"event", "exception"}, {"message", e.what()}});
+          return JsonError(res, 500, "internal", "internal error");
+        } catch (...) {
+          return JsonError(res, 500, "internal", "internal error");
+        }
+      });
+  s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    metrics_.CountRequest(res.status);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                          request_started)
+                    .count();
+    Log({{"level", "info"},
+         {"event", "request"},
+         {"method", req.method},
+         {"path", req.path},
+         {"status", res.status},
+         {"duration_ms", std::round(ms * 10) / 10},
+         {"remote", req.remote_addr}});
+  });
+
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    JsonOk(res, 200, {{"status", "ok"}});
+  });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    store::Usage usage = store_->TotalLiveUsage(files::NowMillis());
+    res.set_content(metrics_.Render({admission_.queued(), admission_.running(), config_.workers,
+                                     usage.files, usage.bytes}),
+                    "text/plain; version=0.0.4");
+  });
+  s.Get("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
+    JsonOk(res, 200, Status());
+  });
+  s.Post("/v1/cleanup", [this](const httplib::Request&, httplib::Response& res) {
+    json out = RunCleanup(files_, *store_, &metrics_);
+    Log({{"level", "info"}, {"event", "cleanup"}, {"deleted_files", out["deleted_files"]}});
+    JsonOk(res, 200, out);
+  });
+
+  s.Post("/v1/files", [this](const httplib::Request& req, httplib::Response& res,
+                             const httplib::ContentReader& reader) {
+    if (!req.is_multipart_form_data()) {
+      return JsonError(res, 400, "bad_request",
+                       "upload with multipart/form-data: a user_id field and a file part");
+    }
+    std::string user_id, part_name;
+    std::unique_ptr<files::FileManager::Upload> upload;
+    int file_parts = 0;
+    std::optional<files::Failure> failure;
+    bool read = reader(
+        [&](const httplib::MultipartFormData& part) {
+          part_name = part.name;
+          if (part.name == "file") {
+            if (++file_parts > 1) {
+              failure = files::Failure{files::Failure::kBadRequest, "send exactly one file part"};
+              return false;
+            }
+            auto begun = files_.BeginUpload(part.filename.empty() ? "file" : part.filename);
+            if (!begun.ok()) {
+              failure = begun.failure;
+              return false;
+            }
+            upload = std::move(*begun.value);
+          }
+          return true;
+        },
+        [&](const char* data, size_t size) {
+          if (part_name == "file") {
+            if (!upload->Write(data, size)) {
+              failure = upload->failure();
+              return false;
+            }
+          } else if (part_name == "user_id") {
+            if (user_id.size() + size > 256) return false;
+            user_id.append(data, size);
+          }
+          return true;
+        });
+    if (failure) {
+      metrics_.CountUpload(false);
+      return FailureResponse(res, *failure);
+    }
+    if (!read) return JsonError(res, 400, "bad_request", "malformed multipart body");
+    if (!ValidUserId(user_id)) {
+      return JsonError(res, 400, "bad_request",
+                       "user_id is required: 1-128 characters of A-Z a-z 0-9 _ . : -");
+    }
+    if (!upload) return JsonError(res, 400, "bad_request", "the upload has no part named 'file'");
+    auto stored = upload->Commit(user_id);
+    metrics_.CountUpload(stored.ok());
+    if (!stored.ok()) return FailureResponse(res, stored.failure);
+    JsonOk(res, 201, FileObject(*stored.value));
+  });
+  s.Get("/v1/files", [this](const httplib::Request& req, httplib::Response& res) {
+    auto user = QueryUser(req, res);
+    if (!user) return;
+    json list = json::array();
+    for (const auto& r : files_.List(*user)) list.push_back(FileObject(r));
+    JsonOk(res, 200, {{"files", list}});
+  });
+  s.Delete("/v1/files", [this](const httplib::Request& req, httplib::Response& res) {
+    auto user = QueryUser(req, res);
+    if (!user) return;
+    JsonOk(res, 200, {{"deleted_count", files_.DeleteAll(*user)}});
+  });
+  s.Get(R"(/v1/files/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    auto user = QueryUser(req, res);
+    if (!user) return;
+    auto r = files_.Get(*user, req.matches[1]);
+    if (!r) return JsonError(res, 404, "not_found", "no such file");
+    JsonOk(res, 200, FileObject(*r));
+  });
+  s.Delete(R"(/v1/files/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    auto user = QueryUser(req, res);
+    if (!user) return;
+    if (!files_.Delete(*user, req.matches[1])) {
+      return JsonError(res, 404, "not_found", "no such file");
+    }
+    res.status = 204;
+  });
+  s.Get(R"(/v1/files/([^/]+)/content)", [this](const httplib::Request& req,
+                                                 httplib::Response& res) {
+    auto user = QueryUser(req, res);
+    if (!user) return;
+    auto r = files_.Get(*user, req.matches[1]);
+    if (!r) return JsonError(res, 404, "not_found", "no such file");
+    // Opened now: a delete during the download unlinks the name, not these bytes.
+    int fd = ::open(files_.PathOf(*r).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return JsonError(res, 404, "not_found", "the file's bytes are gone");
+    res.set_header("Content-Disposition", ContentDisposition(r->filename));
+    res.set_content_provider(
+        r->file_size, r->mime_type,
+        [fd](size_t offset, size_t length, httplib::DataSink& sink) {
+          char buffer[65536];
+          ssize_t n = ::pread(fd, buffer, std::min(length, sizeof buffer),
+                              static_cast<off_t>(offset));
+          if (n <= 0) return false;
+          return sink.write(buffer, static_cast<size_t>(n));
+        },
+        [fd](bool) { ::close(fd); });
+  });
+
+  s.Post("/v1/executions", [this](const httplib::Request&, httplib::Response& res,
+                                  const httplib::ContentReader& reader) {
+    std::string body;
+    bool too_big = false;
+    reader([&](const char* data, size_t size) {
+      if (body.size() + size > kMaxJsonBody) {
+        too_big = true;
+        return false;
+      }
+      body.append(data, size);
+      return true;
+    });
+    if (too_big) return JsonError(res, 413, "too_large", "the request body is over 1 MiB");
+    json j = json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return JsonError(res, 400, "bad_request", "the body must be a JSON object");
+    }
+    if (!j.contains("user_id") || !j["user_id"].is_string() ||
+        !ValidUserId(j["user_id"].get<std::string>())) {
+      return JsonError(res, 400, "bad_request",
+                       "user_id is required: 1-128 characters of A-Z a-z 0-9 _ . : -");
+    }
+    const std::string user = j["user_id"];
+    if (!j.contains("code") || !j["code"].is_string()) {
+      return JsonError(res, 400, "bad_request", "code is required and must be a string");
+    }
+    exec::ExecutionRequest request;
+    request.code = j["code"];
+    request.limits = config_.limits;
+    if (j.contains("timeout") && !j["timeout"].is_null()) {
+      if (!j["timeout"].is_number()) {
+        return JsonError(res, 400, "bad_request", "timeout must be a number of seconds");
+      }
+      request.limits.timeout_seconds = j["timeout"].get<double>();
+    }
+    if (j.contains("memory_mb") && !j["memory_mb"].is_null()) {
+      if (!j["memory_mb"].is_number_integer() || j["memory_mb"].get<int64_t>() <= 0) {
+        return JsonError(res, 400, "bad_request", "memory_mb must be a positive integer");
+      }
+      request.limits.memory_mb = j["memory_mb"].get<uint64_t>();
+    }
+    if (auto msg = exec::ValidateLimits(request.limits, config_.bounds); !msg.empty()) {
+      return JsonError(res, 400, "bad_request", msg);
+    }
+    json failed_packages = json::array();
+    if (j.contains("install_packages") && !j["install_packages"].is_null()) {
+      if (!j["install_packages"].is_array()) {
+        return JsonError(res, 400, "bad_request", "install_packages must be a list of names");
+      }
+      for (const auto& p : j["install_packages"]) {
+        if (!p.is_string()) {
+          return JsonError(res, 400, "bad_request", "install_packages must be a list of names");
+        }
+        failed_packages.push_back(
+            {{"name", p}, {"reason", "package installation is not available in this version"}});
+      }
+    }
+    std::vector<FileRecord> inputs;
+    if (j.contains("file_ids") && !j["file_ids"].is_null()) {
+      if (!j["file_ids"].is_array()) {
+        return JsonError(res, 400, "bad_request", "file_ids must be a list of file ids");
+      }
+      for (const auto& id : j["file_ids"]) {
+        if (!id.is_string()) {
+          return JsonError(res, 400, "bad_request", "file_ids must be a list of file ids");
+        }
+        auto r = files_.Get(user, id.get<std::string>());
+        if (!r) return JsonError(res, 404, "not_found", "no such file: " + id.get<std::string>());
+        inputs.push_back(*r);
+      }
+    } else {
+      inputs = files_.List(user);
+    }
+
+    switch (admission_.Enter(user)) {
+      case exec::Admission::Verdict::kRun: break;
+      case exec::Admission::Verdict::kQueueFull:
+        res.set_header("Retry-After", "5");
+        return JsonError(res, 429, "rate_limited", "all execution workers and the queue are busy");
+      case exec::Admission::Verdict::kUserLimit:
+        res.set_header("Retry-After", "5");
+        return JsonError(res, 429, "rate_limited",
+                         "this user already has " + std::to_string(config_.per_user) +
+                             " executions running or queued");
+      case exec::Admission::Verdict::kShuttingDown:
+        return JsonError(res, 503, "not_ready", "the service is shutting down");
+    }
+    struct Leave {
+      exec::Admission& a;
+      const std::string& u;
+      ~Leave() { a.Leave(u); }
+    } leave{admission_, user};
+
+    for (const auto& r : inputs) {
+      request.inputs.push_back({r.file_id, r.filename, files_.PathOf(r)});
+    }
+    request.generated_dir = files_.temp_dir() + "/" + exec::NewRandomId("generated-");
+    store::ExecutionRecord record;
+    record.user_id = user;
+    record.started_at = files::NowMillis();
+    auto out = helpers_.Run(exec::RequestToJson(request, config_.data_dir));
+    record.finished_at = files::NowMillis();
+    std::error_code ec;
+    if (!out) {
+      std::filesystem::remove_all(request.generated_dir, ec);
+      record.execution_id = exec::NewRandomId("exec_");
+      record.status = "failed";
+      store_->InsertExecution(record);
+      metrics_.CountExecution("failed", (record.finished_at - record.started_at) / 1000.0);
+      Log({{"level", "error"}, {"event", "execution"}, {"user_id", user},
+           {"status", "failed"}, {"message", out.error()}});
+      return JsonError(res, 500, "internal", "the execution could not be run: " + out.error());
+    }
+    json result = std::move(out.value());
+    json stored = json::array();
+    json skipped = result.value("skipped_files", json::array());
+    for (const auto& g : result.value("generated_files", json::array())) {
+      auto adopted = files_.AdoptGenerated(user, g.value("path", ""), g.value("filename", ""));
+      if (adopted.ok()) {
+        const FileRecord& r = *adopted.value;
+        stored.push_back({{"file_id", r.file_id},
+                          {"filename", r.filename},
+                          {"file_type", r.file_type},
+                          {"mime_type", r.mime_type},
+                          {"size", r.file_size},
+                          {"expires_at", r.expires_at ? json(files::Rfc3339(*r.expires_at))
+                                                      : json(nullptr)}});
+      } else {
+        skipped.push_back({{"filename", g.value("filename", "")},
+                           {"size", g.value("size", 0)},
+                           {"reason", adopted.failure.message}});
+      }
+    }
+    std::filesystem::remove_all(request.generated_dir, ec);
+    result["generated_files"] = stored;
+    result["skipped_files"] = skipped;
+    result["failed_packages"] = failed_packages;
+    record.execution_id = result.value("execution_id", "");
+    record.status = result.value("status", "");
+    record.return_code = result.value("return_code", 0);
+    record.execution_time = result.value("execution_time", 0.0);
+    if (result["resources"]["cpu_time"].is_number()) {
+      record.cpu_time = result["resources"]["cpu_time"].get<double>();
+    }
+    if (result["resources"]["peak_memory_bytes"].is_number()) {
+      record.peak_memory_bytes = result["resources"]["peak_memory_bytes"].get<uint64_t>();
+    }
+    record.generated_files = stored.size();
+    store_->InsertExecution(record);
+    metrics_.CountExecution(record.status, record.execution_time);
+    Log({{"level", "info"},
+         {"event", "execution"},
+         {"execution_id", record.execution_id},
+         {"user_id", user},
+         {"status", record.status},
+         {"return_code", record.return_code},
+         {"execution_time", record.execution_time},
+         {"inputs", inputs.size()},
+         {"generated_files", stored.size()}});
+    JsonOk(res, 200, result);
+  });
+}
+
+void Service::CleanupLoop() {
+  auto interval = std::chrono::duration<double>(config_.cleanup_interval_minutes * 60);
+  std::unique_lock<std::mutex> lock(stop_mutex_);
+  while (!stop_cv_.wait_for(lock, interval, [&] { return stopping_; })) {
+    lock.unlock();
+    try {
+      json out = RunCleanup(files_, *store_, &metrics_);
+      Log({{"level", "info"}, {"event", "cleanup"}, {"deleted_files", out["deleted_files"]}});
+    } catch (const std::exception& e) {
+      Log({{"level", "error"}, {"event", "cleanup"}, {"message", e.what()}});
+    }
+    lock.lock();
+  }
+}
+
+bool Service::Run(std::string& error) {
+  auto init = files_.Init();
+  if (!init.ok()) {
+    error = init.failure.message;
+    return false;
+  }
+  httplib::Server& s = *server_;
+  // Every queued execution holds an HTTP thread; the extra threads keep status, uploads and
+  // health answering while the pool is full.
+  size_t threads = config_.workers + config_.queue + 16;
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.set_payload_max_length(config_.files.max_upload_bytes + (1u << 20));
+  s.set_read_timeout(30);
+  s.set_write_timeout(30);
+  s.set_keep_alive_max_count(100);
+  Routes();
+  if (!s.bind_to_port(config_.listen_host, config_.listen_port)) {
+    error = "cannot listen on " + config_.listen_host + ":" + std::to_string(config_.listen_port);
+    return false;
+  }
+  cleanup_thread_ = std::thread([this] { CleanupLoop(); });
+  Log({{"level", "info"},
+       {"event", "start"},
+       {"listen", config_.listen_host + ":" + std::to_string(config_.listen_port)},
+       {"data_dir", config_.data_dir},
+       {"workers", config_.workers},
+       {"auth", !config_.api_keys.empty()}});
+  s.listen_after_bind();
+  return true;
+}
+
+void Service::Stop() {
+  Log({{"level", "info"}, {"event", "stopping"}, {"grace_seconds", config_.shutdown_grace_seconds}});
+  server_->stop();
+  admission_.Shutdown();
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::duration<double>(config_.shutdown_grace_seconds);
+  while (helpers_.running() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  helpers_.CancelAll();
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+}
+
+}  // namespace codecell::api

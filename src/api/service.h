@@ -1,0 +1,59 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "api/config.h"
+#include "api/metrics.h"
+#include "exec/admission.h"
+#include "exec/helper_process.h"
+#include "files/file_manager.h"
+#include "store/store.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace codecell::api {
+
+// The HTTP service: routes of SPEC's API v1 over cpp-httplib, the file manager, admission of
+// executions, the hourly cleanup and metrics. Executions run in helper processes.
+class Service {
+ public:
+  Service(ServiceConfig config, std::unique_ptr<store::Store> store, std::string self_exe);
+  ~Service();
+
+  // Binds, starts the cleanup thread and serves until Stop(); returns false if binding failed.
+  bool Run(std::string& error);
+  // Stops accepting, lets executions finish within the grace period, then cancels them.
+  void Stop();
+
+  // The same work as POST /v1/cleanup (also used by `codecell cleanup`).
+  static nlohmann::json RunCleanup(files::FileManager& files, store::Store& store,
+                                   Metrics* metrics);
+
+ private:
+  void Routes();
+  void CleanupLoop();
+  nlohmann::json Status();
+
+  ServiceConfig config_;
+  std::unique_ptr<store::Store> store_;
+  files::FileManager files_;
+  exec::HelperProcesses helpers_;
+  exec::Admission admission_;
+  Metrics metrics_;
+  std::unique_ptr<httplib::Server> server_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::thread cleanup_thread_;
+  std::mutex stop_mutex_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+};
+
+}  // namespace codecell::api

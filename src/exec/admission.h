@@ -1,0 +1,36 @@
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace codecell::exec {
+
+// A bounded pool of execution slots with a bounded queue in front and a per-user cap on
+// executions running or waiting. Enter() blocks only while the caller is queued.
+class Admission {
+ public:
+  enum class Verdict { kRun, kQueueFull, kUserLimit, kShuttingDown };
+
+  Admission(size_t workers, size_t queue, size_t per_user)
+      : workers_(workers), queue_(queue), per_user_(per_user) {}
+
+  Verdict Enter(const std::string& user_id);
+  void Leave(const std::string& user_id);  // after a kRun
+  void Shutdown();                         // refuse new work, wake the queued (they get refused)
+
+  size_t running() const;
+  size_t queued() const;
+  size_t workers() const { return workers_; }
+
+ private:
+  const size_t workers_, queue_, per_user_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  size_t running_ = 0, queued_ = 0;
+  std::map<std::string, size_t> per_user_count_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace codecell::exec

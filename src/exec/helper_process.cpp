@@ -1,0 +1,190 @@
+#include "exec/helper_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+#include <iterator>
+
+#include "sandbox/unique_fd.h"
+
+extern char** environ;
+
+namespace codecell::exec {
+namespace {
+
+using sandbox::UniqueFd;
+constexpr size_t kMaxResultBytes = 64u << 20;
+
+nlohmann::json LimitsToJson(const Limits& l) {
+  return {{"timeout_seconds", l.timeout_seconds},   {"memory_mb", l.memory_mb},
+          {"max_processes", l.max_processes},       {"tmp_mb", l.tmp_mb},
+          {"workspace_mb", l.workspace_mb},         {"max_output_chars", l.max_output_chars},
+          {"max_generated_files", l.max_generated_files},
+          {"max_generated_file_bytes", l.max_generated_file_bytes}};
+}
+
+Limits LimitsFromJson(const nlohmann::json& j) {
+  Limits l;
+  l.timeout_seconds = j.at("timeout_seconds").get<double>();
+  l.memory_mb = j.at("memory_mb").get<uint64_t>();
+  l.max_processes = j.at("max_processes").get<uint64_t>();
+  l.tmp_mb = j.at("tmp_mb").get<uint64_t>();
+  l.workspace_mb = j.at("workspace_mb").get<uint64_t>();
+  l.max_output_chars = j.at("max_output_chars").get<size_t>();
+  l.max_generated_files = j.at("max_generated_files").get<size_t>();
+  l.max_generated_file_bytes = j.at("max_generated_file_bytes").get<uint64_t>();
+  return l;
+}
+
+bool WriteAll(int fd, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+nlohmann::json RequestToJson(const ExecutionRequest& r, const std::string& data_dir) {
+  nlohmann::json inputs = nlohmann::json::array();
+  for (const auto& in : r.inputs) {
+    inputs.push_back({{"file_id", in.file_id}, {"filename", in.filename},
+                      {"host_path", in.host_path}});
+  }
+  return {{"code", r.code},
+          {"inputs", inputs},
+          {"limits", LimitsToJson(r.limits)},
+          {"generated_dir", r.generated_dir},
+          {"data_dir", data_dir}};
+}
+
+Result<nlohmann::json> HelperProcesses::Run(const nlohmann::json& request) {
+  using R = Result<nlohmann::json>;
+  int in_pipe[2], out_pipe[2];
+  if (::pipe2(in_pipe, O_CLOEXEC) != 0) return R::Fail(std::string("pipe2: ") + strerror(errno));
+  UniqueFd in_read(in_pipe[0]), in_write(in_pipe[1]);
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return R::Fail(std::string("pipe2: ") + strerror(errno));
+  UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in_read.get(), 0);
+  posix_spawn_file_actions_adddup2(&actions, out_write.get(), 1);
+  // The service blocks SIGTERM in every thread (a signal thread waits for it); the helper must
+  // start with it deliverable.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  const char* argv[] = {self_exe_.c_str(), "__execute", nullptr};
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, self_exe_.c_str(), &actions, &attr, const_cast<char* const*>(argv),
+                       environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return R::Fail(std::string("cannot start the execution helper: ") + strerror(rc));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pids_.insert(pid);
+  }
+  in_read.reset();
+  out_write.reset();
+  std::string body = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  bool sent = WriteAll(in_write.get(), body);
+  in_write.reset();
+  std::string output;
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(out_read.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (output.size() < kMaxResultBytes) output.append(buffer, static_cast<size_t>(n));
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pids_.erase(pid);
+  }
+  if (!sent) return R::Fail("the execution helper did not accept the request");
+  auto parsed = nlohmann::json::parse(output, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    return R::Fail("the execution helper ended without a result (wait status " +
+                   std::to_string(status) + ")");
+  }
+  if (parsed.contains("helper_error")) return R::Fail(parsed["helper_error"].get<std::string>());
+  return parsed;
+}
+
+void HelperProcesses::CancelAll() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (pid_t pid : pids_) ::kill(pid, SIGTERM);
+}
+
+size_t HelperProcesses::running() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return pids_.size();
+}
+
+int ExecuteHelperMain() {
+  auto fail = [](const std::string& message) {
+    std::cout << nlohmann::json{{"helper_error", message}}.dump(
+                     -1, ' ', false, nlohmann::json::error_handler_t::replace)
+              << std::endl;
+    return 1;
+  };
+  // SIGTERM from the service (shutdown) or the service's death becomes a readable fd that
+  // cancels the execution.
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigaddset(&term, SIGINT);
+  ::sigprocmask(SIG_BLOCK, &term, nullptr);
+  UniqueFd cancel(::signalfd(-1, &term, SFD_CLOEXEC | SFD_NONBLOCK));
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::getppid() == 1) return fail("the service is gone");
+
+  std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  auto j = nlohmann::json::parse(input, nullptr, false);
+  if (j.is_discarded()) return fail("the execution helper got malformed JSON");
+  ExecutionRequest request;
+  std::string data_dir;
+  try {
+    request.code = j.at("code").get<std::string>();
+    for (const auto& in : j.at("inputs")) {
+      request.inputs.push_back({in.at("file_id").get<std::string>(),
+                                in.at("filename").get<std::string>(),
+                                in.at("host_path").get<std::string>()});
+    }
+    request.limits = LimitsFromJson(j.at("limits"));
+    request.generated_dir = j.at("generated_dir").get<std::string>();
+    data_dir = j.at("data_dir").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    return fail(std::string("the execution helper got an incomplete request: ") + e.what());
+  }
+  request.cancel_fd = cancel.get();
+  auto env = ExecutionEnvironment::Prepare(data_dir);
+  if (!env) return fail(env.error());
+  auto result = RunExecution(env.value(), request);
+  if (!result) return fail(result.error());
+  std::cout << result->ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+            << std::endl;
+  return 0;
+}
+
+}  // namespace codecell::exec

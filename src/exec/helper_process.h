@@ -1,0 +1,41 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <mutex>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "exec/execution.h"
+
+namespace codecell::exec {
+
+// The service's threads never fork tenant code themselves: each execution runs in a fresh,
+// single-threaded `codecell __execute` process (posix_spawn, which is safe from a multithreaded
+// parent), which prepares the sandbox and reports the result as JSON on its stdout.
+class HelperProcesses {
+ public:
+  explicit HelperProcesses(std::string self_exe) : self_exe_(std::move(self_exe)) {}
+
+  // Runs `request` (ExecutionRequest fields as JSON, see RequestToJson) to the end.
+  Result<nlohmann::json> Run(const nlohmann::json& request);
+
+  // Asks every running helper to stop its execution now (its result says `killed`).
+  void CancelAll();
+  size_t running() const;
+
+ private:
+  std::string self_exe_;
+  mutable std::mutex mutex_;
+  std::set<pid_t> pids_;
+};
+
+nlohmann::json RequestToJson(const ExecutionRequest& request, const std::string& data_dir);
+
+// The `__execute` subcommand: request JSON on stdin, result JSON on stdout. SIGTERM (or the
+// parent's death) stops the execution with status `killed`.
+int ExecuteHelperMain();
+
+}  // namespace codecell::exec
