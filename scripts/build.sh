@@ -7,11 +7,12 @@ cd "$(dirname "$0")/.."
 packages=(
   # build
   build-essential cmake pkg-config libseccomp-dev nlohmann-json3-dev libcli11-dev libgtest-dev
+  libcpp-httplib-dev libtomlplusplus-dev libsqlite3-dev libssl-dev
   # the interpreter and the preinstalled stack the sandbox offers
   python3 python3-numpy python3-pandas python3-matplotlib python3-scipy python3-seaborn
   python3-sklearn python3-openpyxl python3-yaml
   # tests and benchmarks
-  python3-pytest bubblewrap
+  python3-pytest bubblewrap curl util-linux
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,118 @@
+#include "api/config.h"
+
+#include <fstream>
+
+#include "test_support.h"
+
+namespace codecell::api {
+namespace {
+
+using codecell::testing::TempDir;
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* v : {"CODECELL_CONFIG", "CODECELL_LISTEN", "CODECELL_DATA_DIR",
+                          "CODECELL_API_KEYS", "CODECELL_FILE_LIFETIME_HOURS", "CODECELL_WORKERS",
+                          "CODECELL_OVER_QUOTA", "CODECELL_MAX_UPLOAD_MB"}) {
+      ::unsetenv(v);
+    }
+  }
+  void TearDown() override { SetUp(); }
+  std::string WriteToml(const std::string& text) {
+    std::string path = dir_.path() + "/codecell.toml";
+    std::ofstream(path) << text;
+    return path;
+  }
+  TempDir dir_;
+};
+
+TEST_F(ConfigTest, DefaultsMatchTheSpec) {
+  auto c = LoadServiceConfig({});
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->listen_host, "127.0.0.1");
+  EXPECT_EQ(c->listen_port, 8080);
+  EXPECT_EQ(c->files.lifetime_hours, 48);
+  EXPECT_EQ(c->files.max_upload_bytes, 50ull << 20);
+  EXPECT_EQ(c->files.max_files_per_user, 20u);
+  EXPECT_EQ(c->files.max_bytes_per_user, 500ull << 20);
+  EXPECT_EQ(c->limits.timeout_seconds, 60);
+  EXPECT_EQ(c->bounds.max_timeout_seconds, 300);
+  EXPECT_GE(c->workers, 1u);
+}
+
+TEST_F(ConfigTest, FileThenEnvironmentThenFlags) {
+  std::string path = WriteToml(
+      "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\n"
+      "[files]\nlifetime_hours = 2.5\nmax_upload_mb = 7\nover_quota = \"evict_oldest\"\n"
+      "[executions]\nworkers = 3\n");
+  ConfigOverrides flags;
+  flags.config_file = path;
+  auto from_file = LoadServiceConfig(flags);
+  ASSERT_TRUE(from_file) << from_file.error();
+  EXPECT_EQ(from_file->listen_port, 9000);
+  EXPECT_EQ(from_file->data_dir, "/from/file");
+  EXPECT_EQ(from_file->files.lifetime_hours, 2.5);
+  EXPECT_EQ(from_file->files.max_upload_bytes, 7ull << 20);
+  EXPECT_TRUE(from_file->files.evict_oldest);
+  EXPECT_EQ(from_file->workers, 3u);
+
+  ::setenv("CODECELL_DATA_DIR", "/from/env", 1);
+  ::setenv("CODECELL_WORKERS", "5", 1);
+  auto from_env = LoadServiceConfig(flags);
+  ASSERT_TRUE(from_env) << from_env.error();
+  EXPECT_EQ(from_env->data_dir, "/from/env");
+  EXPECT_EQ(from_env->workers, 5u);
+  EXPECT_EQ(from_env->listen_port, 9000);
+
+  flags.data_dir = "/from/flag";
+  flags.listen = "127.0.0.2:9100";
+  auto from_flags = LoadServiceConfig(flags);
+  ASSERT_TRUE(from_flags) << from_flags.error();
+  EXPECT_EQ(from_flags->data_dir, "/from/flag");
+  EXPECT_EQ(from_flags->listen_host, "127.0.0.2");
+  EXPECT_EQ(from_flags->listen_port, 9100);
+}
+
+TEST_F(ConfigTest, BadValuesNameTheirKey) {
+  ConfigOverrides flags;
+  flags.config_file = WriteToml("[files]\nlifetime_hours = \"long\"\n");
+  auto c = LoadServiceConfig(flags);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("files.lifetime_hours"), std::string::npos) << c.error();
+
+  flags.config_file = WriteToml("listen = [\n");
+  c = LoadServiceConfig(flags);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("line"), std::string::npos) << c.error();
+
+  flags.config_file.clear();
+  ::setenv("CODECELL_WORKERS", "many", 1);
+  c = LoadServiceConfig(flags);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("CODECELL_WORKERS"), std::string::npos);
+  ::unsetenv("CODECELL_WORKERS");
+
+  flags.listen = "127.0.0.1:99999";
+  c = LoadServiceConfig(flags);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("port"), std::string::npos);
+}
+
+TEST_F(ConfigTest, RefusesANonLoopbackAddressWithoutKeys) {
+  ConfigOverrides flags;
+  flags.listen = "0.0.0.0:8080";
+  auto c = LoadServiceConfig(flags);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("without API keys"), std::string::npos);
+  flags.api_keys = {"k1"};
+  EXPECT_TRUE(LoadServiceConfig(flags));
+  ::setenv("CODECELL_API_KEYS", "a,b", 1);
+  flags.api_keys.clear();
+  auto with_env = LoadServiceConfig(flags);
+  ASSERT_TRUE(with_env);
+  EXPECT_EQ(with_env->api_keys, (std::vector<std::string>{"a", "b"}));
+}
+
+}  // namespace
+}  // namespace codecell::api
