@@ -139,9 +139,9 @@ json Service::RunCleanup(files::FileManager& files, store::Store& store, Metrics
   return {{"deleted_files", deleted}, {"venv_recreated", false}, {"timestamp", timestamp}};
 }
 
-json Service::Status() {
-  store::Usage usage = store_->TotalLiveUsage(files::NowMillis());
-  auto last = store_->GetMeta("last_cleanup");
+json Service::StoredStatus(const ServiceConfig& config, store::Store& store) {
+  store::Usage usage = store.TotalLiveUsage(files::NowMillis());
+  auto last = store.GetMeta("last_cleanup");
   return {{"venv_exists", false},
           {"python_path", "/usr/bin/python3"},
           {"installed_packages", json::array()},
@@ -150,18 +150,22 @@ json Service::Status() {
           {"total_user_files", usage.files},
           {"total_file_size_mb",
            std::round(static_cast<double>(usage.bytes) / (1 << 20) * 100) / 100},
-          {"file_expiration_hours", config_.files.lifetime_hours},
-          {"max_file_size_mb", config_.files.max_upload_bytes >> 20},
-          {"version", kVersion},
-          {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(
+          {"file_expiration_hours", config.files.lifetime_hours},
+          {"max_file_size_mb", config.files.max_upload_bytes >> 20},
+          {"version", kVersion}};
+}
+
+json Service::Status() {
+  json status = StoredStatus(config_, *store_);
+  status["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::steady_clock::now() - started_)
-                           .count()},
-          {"workers", config_.workers},
-          {"executions",
-           {{"running", admission_.running()},
-            {"queued", admission_.queued()},
-            {"queue_limit", config_.queue},
-            {"per_user_limit", config_.per_user}}}};
+                           .count();
+  status["workers"] = config_.workers;
+  status["executions"] = {{"running", admission_.running()},
+                          {"queued", admission_.queued()},
+                          {"queue_limit", config_.queue},
+                          {"per_user_limit", config_.per_user}};
+  return status;
 }
 
 void Service::Routes() {

@@ -33,6 +33,8 @@ class Service {
   // Stops accepting, lets executions finish within the grace period, then cancels them.
   void Stop();
 
+  // SPEC's status keys that come from the configuration and the store (also `codecell status`).
+  static nlohmann::json StoredStatus(const ServiceConfig& config, store::Store& store);
   // The same work as POST /v1/cleanup (also used by `codecell cleanup`).
   static nlohmann::json RunCleanup(files::FileManager& files, store::Store& store,
                                    Metrics* metrics);
