@@ -151,6 +151,7 @@ Result<ExecutionEnvironment> ExecutionEnvironment::Prepare(const std::string& da
   ::chmod(env.work_root.c_str(), 0700);
   if (auto s = EnterPrivateMountNamespace(); !s) return R::Fail(s.error());
   env.cgroups = sandbox::DetectCgroups();
+  sandbox::SweepStaleCgroups(env.cgroups);
   auto program = sandbox::BuildSandboxSeccompProgram();
   if (!program) return R::Fail(program.error());
   env.seccomp = std::move(program.value());

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -203,6 +204,17 @@ CgroupLayout DetectCgroups(const std::string& mountinfo_path, const std::string&
       "no cgroup controllers: memory is limited by RLIMIT_AS only (imprecise), processes by "
       "RLIMIT_NPROC only, and no peak memory is measured");
   return layout;
+}
+
+void SweepStaleCgroups(const CgroupLayout& layout) {
+  for (const std::string& base :
+       {layout.v2_base, layout.v1_memory, layout.v1_pids, layout.v1_cpuacct}) {
+    if (base.empty()) continue;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(base, ec)) {
+      if (entry.is_directory(ec)) ::rmdir(entry.path().c_str());
+    }
+  }
 }
 
 Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout, const std::string& name,

@@ -30,6 +30,10 @@ struct CgroupLayout {
 CgroupLayout DetectCgroups(const std::string& mountinfo_path = "/proc/self/mountinfo",
                            const std::string& self_cgroup_path = "/proc/self/cgroup");
 
+// Removes execution cgroups left by a supervisor that died (rmdir fails with EBUSY on any cgroup
+// that still has processes, so live executions are never touched).
+void SweepStaleCgroups(const CgroupLayout& layout);
+
 struct CgroupLimits {
   uint64_t memory_bytes = 1024ull << 20;
   uint64_t max_processes = 64;

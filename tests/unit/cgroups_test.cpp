@@ -1,5 +1,9 @@
 #include "sandbox/cgroups.h"
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <csignal>
 #include <fstream>
 
 #include "sandbox/file_io.h"
@@ -164,6 +168,36 @@ TEST(FileIo, ErrorPathsCarryErrno) {
   auto limited = ReadFileToString("/dev/zero", 100);
   ASSERT_TRUE(limited);
   EXPECT_EQ(limited->size(), 100u);
+}
+
+}  // namespace
+}  // namespace codecell::sandbox
+
+namespace codecell::sandbox {
+namespace {
+
+TEST(SweepStaleCgroups, RemovesLeftoversButNotBusyOnes) {
+  REQUIRE_ROOT();
+  CgroupLayout layout = DetectCgroups();
+  REQUIRE_OR_SKIP(layout.pids, "no pids controller: " + layout.Describe());
+  std::string base = layout.mode == CgroupMode::kV2 ? layout.v2_base : layout.v1_pids;
+  std::string stale = base + "/stale-" + std::to_string(::getpid());
+  ASSERT_EQ(::mkdir(stale.c_str(), 0755), 0);
+  // A busy cgroup: a live child process inside.
+  auto busy = ExecutionCgroup::Create(layout, "busy-" + std::to_string(::getpid()), {});
+  ASSERT_TRUE(busy) << busy.error();
+  pid_t child = ::fork();
+  if (child == 0) {
+    for (int fd : busy->procs_fds()) (void)!::write(fd, "0", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::usleep(100000);
+  SweepStaleCgroups(layout);
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  for (const auto& dir : busy->dirs()) EXPECT_TRUE(std::filesystem::exists(dir)) << dir;
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
 }
 
 }  // namespace
