@@ -188,8 +188,16 @@ void Service::Routes() {
               header.empty() ? "missing Authorization: Bearer <key>" : "invalid API key");
     return httplib::Server::HandlerResponse::Handled;
   });
-  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
+    // httplib answers 404 (or 400, for PUT/PATCH) when no route matched, without a body; on a
+    // known path that means another method: 405.
+    static const std::regex known(
+        R"(/healthz|/metrics|/v1/(status|cleanup|executions|files(/[^/]+(/content)?)?))");
+    if ((res.status == 404 || res.status == 400) && std::regex_match(req.path, known)) {
+      return JsonError(res, 405, "method_not_allowed",
+                       req.method + " is not supported on " + req.path);
+    }
     switch (res.status) {
       case 404: return JsonError(res, 404, "not_found", "no such endpoint");
       case 413: return JsonError(res, 413, "too_large", "the request body is too large");
