@@ -1,6 +1,9 @@
 #include "api/service.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -103,6 +106,37 @@ std::string ContentDisposition(const std::string& name) {
     }
   }
   return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded;
+}
+
+// The declared body size, when the client sent one.
+std::optional<uint64_t> ContentLength(const httplib::Request& req) {
+  if (!req.has_header("Content-Length")) return std::nullopt;
+  try {
+    return std::stoull(req.get_header_value("Content-Length"));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// Debian's cpp-httplib is built with a listen backlog of 5: under 100 concurrent clients the
+// kernel's accept queue overflowed and connections were reset (measured by the API suite). A
+// second listen() on the bound socket raises the backlog; httplib does not expose the socket, so
+// it is found by its port.
+void RaiseListenBacklog(int port) {
+  for (int fd = 3; fd < 1024; ++fd) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) {
+      continue;
+    }
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
+    int bound = addr.ss_family == AF_INET
+                    ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
+                    : ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    if (bound == port) ::listen(fd, SOMAXCONN);
+  }
 }
 
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
@@ -260,6 +294,15 @@ void Service::Routes() {
       return JsonError(res, 400, "bad_request",
                        "upload with multipart/form-data: a user_id field and a file part");
     }
+    const uint64_t limit = config_.files.max_upload_bytes;
+    // The multipart framing adds a little; a body far beyond the limit is refused unread.
+    if (auto declared = ContentLength(req); declared && *declared > limit + (64u << 10)) {
+      metrics_.CountUpload(false);
+      return JsonError(res, 413, "too_large",
+                       "the upload is larger than the limit of " + std::to_string(limit >> 20) +
+                           " MiB");
+    }
+    int user_id_fields = 0;
     std::string user_id, part_name;
     std::unique_ptr<files::FileManager::Upload> upload;
     int file_parts = 0;
@@ -267,6 +310,10 @@ void Service::Routes() {
     bool read = reader(
         [&](const httplib::MultipartFormData& part) {
           part_name = part.name;
+          if (part.name == "user_id" && ++user_id_fields > 1) {
+            failure = files::Failure{files::Failure::kBadRequest, "send one user_id field"};
+            return false;
+          }
           if (part.name == "file") {
             if (++file_parts > 1) {
               failure = files::Failure{files::Failure::kBadRequest, "send exactly one file part"};
@@ -297,7 +344,11 @@ void Service::Routes() {
       metrics_.CountUpload(false);
       return FailureResponse(res, *failure);
     }
-    if (!read) return JsonError(res, 400, "bad_request", "malformed multipart body");
+    if (!read) {
+      return JsonError(res, 400, "bad_request",
+                       "malformed multipart body (or a part header over 8 KiB, such as a very "
+                       "long file name)");
+    }
     if (!ValidUserId(user_id)) {
       return JsonError(res, 400, "bad_request",
                        "user_id is required: 1-128 characters of A-Z a-z 0-9 _ . : -");
@@ -357,8 +408,11 @@ void Service::Routes() {
         [fd](bool) { ::close(fd); });
   });
 
-  s.Post("/v1/executions", [this](const httplib::Request&, httplib::Response& res,
+  s.Post("/v1/executions", [this](const httplib::Request& req, httplib::Response& res,
                                   const httplib::ContentReader& reader) {
+    if (auto declared = ContentLength(req); declared && *declared > kMaxJsonBody) {
+      return JsonError(res, 413, "too_large", "the request body is over 1 MiB");
+    }
     std::string body;
     bool too_big = false;
     reader([&](const char* data, size_t size) {
@@ -555,6 +609,7 @@ bool Service::Run(std::string& error) {
     error = "cannot listen on " + config_.listen_host + ":" + std::to_string(config_.listen_port);
     return false;
   }
+  RaiseListenBacklog(config_.listen_port);
   cleanup_thread_ = std::thread([this] { CleanupLoop(); });
   Log({{"level", "info"},
        {"event", "start"},

@@ -32,7 +32,7 @@ struct Limits {
 
 struct LimitBounds {
   double max_timeout_seconds = 300;
-  uint64_t max_memory_mb = 16384;
+  uint64_t max_memory_mb = 4096;
   uint64_t max_processes = 1024;
   uint64_t max_tmp_mb = 4096;
   uint64_t max_workspace_mb = 4096;

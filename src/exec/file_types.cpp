@@ -1,5 +1,7 @@
 #include "exec/file_types.h"
 
+#include "exec/output_capture.h"
+
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -79,11 +81,18 @@ FileType FileTypeForName(const std::string& filename) {
 
 std::string SafeFileName(const std::string& name) {
   std::string out;
-  for (unsigned char c : name) {
-    if (c == '/' || c == '\\' || c < 0x20 || c == 0x7F) {
-      out.push_back('_');
+  for (size_t i = 0; i < name.size();) {
+    unsigned char c = static_cast<unsigned char>(name[i]);
+    int len = Utf8SequenceLength(std::string_view(name).substr(i));
+    if (len <= 0) {
+      out += "\xEF\xBF\xBD";  // invalid UTF-8: the name must read the same everywhere
+      ++i;
+    } else if (len > 1) {
+      out.append(name, i, static_cast<size_t>(len));
+      i += static_cast<size_t>(len);
     } else {
-      out.push_back(static_cast<char>(c));
+      out.push_back(c == '/' || c == '\\' || c < 0x20 || c == 0x7F ? '_' : static_cast<char>(c));
+      ++i;
     }
   }
   // Leading dots would make hidden files or "." / ".."; strip them.

@@ -13,8 +13,9 @@ struct FileType {
 // generated files. Unknown extensions are {"other", "application/octet-stream"}.
 FileType FileTypeForName(const std::string& filename);
 
-// A display name safe to place in a directory: no separators, no control characters, not "." or
-// "..", at most 255 bytes (cut on a UTF-8 boundary, extension kept). Empty input gives "file".
+// A display name safe to place in a directory: valid UTF-8 (invalid bytes become U+FFFD), no
+// separators, no control characters, no leading dots (so never "." or ".."), at most 255 bytes
+// (cut on a UTF-8 boundary, extension kept). Empty input gives "file".
 std::string SafeFileName(const std::string& name);
 
 // "name.ext" -> "name (2).ext" for n = 2.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <ctime>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -212,7 +213,13 @@ void SweepStaleCgroups(const CgroupLayout& layout) {
     if (base.empty()) continue;
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(base, ec)) {
-      if (entry.is_directory(ec)) ::rmdir(entry.path().c_str());
+      struct stat st {};
+      // A cgroup made a moment ago may not have been joined yet by its execution.
+      if (!entry.is_directory(ec) || ::stat(entry.path().c_str(), &st) != 0 ||
+          ::time(nullptr) - st.st_mtime < 60) {
+        continue;
+      }
+      ::rmdir(entry.path().c_str());
     }
   }
 }

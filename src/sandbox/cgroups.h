@@ -31,7 +31,8 @@ CgroupLayout DetectCgroups(const std::string& mountinfo_path = "/proc/self/mount
                            const std::string& self_cgroup_path = "/proc/self/cgroup");
 
 // Removes execution cgroups left by a supervisor that died (rmdir fails with EBUSY on any cgroup
-// that still has processes, so live executions are never touched).
+// that still has processes, and cgroups younger than a minute are left alone, so live executions
+// are never touched).
 void SweepStaleCgroups(const CgroupLayout& layout);
 
 struct CgroupLimits {

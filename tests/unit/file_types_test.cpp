@@ -33,6 +33,11 @@ TEST(SafeFileName, RemovesSeparatorsControlsAndDots) {
   EXPECT_EQ(SafeFileName("report.csv"), "report.csv");
 }
 
+TEST(SafeFileName, InvalidUtf8BecomesReplacementCharacters) {
+  EXPECT_EQ(SafeFileName("\xFF\xFE" "bad.txt"), "\xEF\xBF\xBD\xEF\xBF\xBD" "bad.txt");
+  EXPECT_EQ(SafeFileName("caf\xC3\xA9.csv"), "caf\xC3\xA9.csv");  // valid UTF-8 kept
+}
+
 TEST(SafeFileName, BoundsLengthKeepingExtensionAndUtf8) {
   std::string longname;
   for (int i = 0; i < 200; ++i) longname += "\xC3\xA9";  // 400 bytes
