@@ -147,26 +147,11 @@ Result<RootfsPlan> PlanRootfs(const RootfsOptions& o) {
   std::set<std::string> seen;
   auto dir = [&](const std::string& inner) { AddDirWithParents(o.root, inner, seen, plan.dirs); };
 
-  struct stat st {};
-  for (const char* entry : kSystemEntries) {
-    std::string host = std::string("/") + entry;
-    if (::lstat(host.c_str(), &st) != 0) continue;
-    if (S_ISLNK(st.st_mode)) {
-      char text[4096];
-      ssize_t n = ::readlink(host.c_str(), text, sizeof text - 1);
-      if (n <= 0) continue;
-      plan.symlinks.push_back({std::string(text, static_cast<size_t>(n)), Join(o.root, host)});
-    } else if (S_ISDIR(st.st_mode)) {
-      dir(host);
-      plan.readonly_binds.push_back({host, Join(o.root, host), true});
-    }
-  }
-  if (seen.count("/usr") == 0) return Result<RootfsPlan>::Fail("the host has no /usr directory");
-
-  dir("/etc");
-  for (const char* entry : kEtcEntries) {
-    std::string host = std::string("/etc/") + entry;
-    if (::lstat(host.c_str(), &st) != 0) continue;
+  // A host entry appears in the sandbox as what it is on the host: a symlink is recreated (its
+  // target is inside what is bound), a directory or a regular file is bound read-only.
+  auto mirror = [&](const std::string& host) {
+    struct stat st {};
+    if (::lstat(host.c_str(), &st) != 0) return;
     if (S_ISLNK(st.st_mode)) {
       char text[4096];
       ssize_t n = ::readlink(host.c_str(), text, sizeof text - 1);
@@ -176,7 +161,13 @@ Result<RootfsPlan> PlanRootfs(const RootfsOptions& o) {
     } else if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
       plan.readonly_binds.push_back({host, Join(o.root, host), S_ISDIR(st.st_mode)});
     }
+  };
+  for (const char* entry : kSystemEntries) mirror(std::string("/") + entry);
+  if (plan.readonly_binds.empty() || plan.readonly_binds.front().source != "/usr") {
+    return Result<RootfsPlan>::Fail("the host has no /usr directory");
   }
+  dir("/etc");
+  for (const char* entry : kEtcEntries) mirror(std::string("/etc/") + entry);
   std::string uid = std::to_string(o.uid), gid = std::to_string(o.gid);
   plan.files.push_back({Join(o.root, "/etc/passwd"),
                         "root:x:0:0:root:/root:/usr/sbin/nologin\n" + o.etc_passwd_name +
@@ -203,6 +194,7 @@ Result<RootfsPlan> PlanRootfs(const RootfsOptions& o) {
   plan.meta_source = o.meta_source;
   for (const char* device : kDevices) {
     std::string host = std::string("/dev/") + device;
+    struct stat st {};
     if (::stat(host.c_str(), &st) != 0 || !S_ISCHR(st.st_mode)) {
       return Result<RootfsPlan>::Fail("the host has no character device " + host);
     }
