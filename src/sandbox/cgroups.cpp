@@ -207,7 +207,7 @@ CgroupLayout DetectCgroups(const std::string& mountinfo_path, const std::string&
   return layout;
 }
 
-void SweepStaleCgroups(const CgroupLayout& layout) {
+void SweepStaleCgroups(const CgroupLayout& layout, long min_age_seconds) {
   for (const std::string& base :
        {layout.v2_base, layout.v1_memory, layout.v1_pids, layout.v1_cpuacct}) {
     if (base.empty()) continue;
@@ -216,7 +216,7 @@ void SweepStaleCgroups(const CgroupLayout& layout) {
       struct stat st {};
       // A cgroup made a moment ago may not have been joined yet by its execution.
       if (!entry.is_directory(ec) || ::stat(entry.path().c_str(), &st) != 0 ||
-          ::time(nullptr) - st.st_mtime < 60) {
+          ::time(nullptr) - st.st_mtime < min_age_seconds) {
         continue;
       }
       ::rmdir(entry.path().c_str());

@@ -31,9 +31,9 @@ CgroupLayout DetectCgroups(const std::string& mountinfo_path = "/proc/self/mount
                            const std::string& self_cgroup_path = "/proc/self/cgroup");
 
 // Removes execution cgroups left by a supervisor that died (rmdir fails with EBUSY on any cgroup
-// that still has processes, and cgroups younger than a minute are left alone, so live executions
-// are never touched).
-void SweepStaleCgroups(const CgroupLayout& layout);
+// that still has processes, and cgroups younger than `min_age_seconds` are left alone, so live
+// executions are never touched, even one whose child has not joined its cgroup yet).
+void SweepStaleCgroups(const CgroupLayout& layout, long min_age_seconds = 60);
 
 struct CgroupLimits {
   uint64_t memory_bytes = 1024ull << 20;

@@ -193,7 +193,9 @@ TEST(SweepStaleCgroups, RemovesLeftoversButNotBusyOnes) {
     ::_exit(0);
   }
   ::usleep(100000);
-  SweepStaleCgroups(layout);
+  SweepStaleCgroups(layout);  // the default minimum age spares a cgroup made a moment ago
+  EXPECT_TRUE(std::filesystem::exists(stale));
+  SweepStaleCgroups(layout, 0);
   EXPECT_FALSE(std::filesystem::exists(stale));
   for (const auto& dir : busy->dirs()) EXPECT_TRUE(std::filesystem::exists(dir)) << dir;
   ::kill(child, SIGKILL);
