@@ -1,9 +1,10 @@
 #include "api/config.h"
 
+#include <toml++/toml.h>
+
 #include <cstdlib>
 #include <sstream>
 #include <thread>
-#include <toml++/toml.h>
 
 namespace codecell::api {
 namespace {
@@ -86,31 +87,31 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
       return true;
     };
     std::string listen, over_quota;
-    bool ok = str(t["listen"], listen, "listen") && str(t["data_dir"], c.data_dir, "data_dir") &&
-              num(t["files"]["lifetime_hours"], c.files.lifetime_hours, "files.lifetime_hours",
-                  -1, 1e6) &&
-              num(t["files"]["max_upload_mb"], c.files.max_upload_bytes, "files.max_upload_mb", 1,
-                  1e6) &&
-              num(t["files"]["max_files_per_user"], c.files.max_files_per_user,
-                  "files.max_files_per_user", 1, 1e9) &&
-              num(t["files"]["max_bytes_per_user_mb"], c.files.max_bytes_per_user,
-                  "files.max_bytes_per_user_mb", 1, 1e9) &&
-              str(t["files"]["over_quota"], over_quota, "files.over_quota") &&
-              num(t["executions"]["workers"], c.workers, "executions.workers", 0, 1024) &&
-              num(t["executions"]["queue"], c.queue, "executions.queue", 0, 100000) &&
-              num(t["executions"]["per_user"], c.per_user, "executions.per_user", 1, 100000) &&
-              num(t["executions"]["timeout"], c.limits.timeout_seconds, "executions.timeout", 0.1,
-                  3600) &&
-              num(t["executions"]["max_timeout"], c.bounds.max_timeout_seconds,
-                  "executions.max_timeout", 0.1, 3600) &&
-              num(t["executions"]["memory_mb"], c.limits.memory_mb, "executions.memory_mb", 32,
-                  1 << 20) &&
-              num(t["executions"]["max_memory_mb"], c.bounds.max_memory_mb,
-                  "executions.max_memory_mb", 32, 1 << 20) &&
-              num(t["cleanup"]["interval_minutes"], c.cleanup_interval_minutes,
-                  "cleanup.interval_minutes", 0.01, 1e6) &&
-              num(t["shutdown"]["grace_seconds"], c.shutdown_grace_seconds,
-                  "shutdown.grace_seconds", 0, 3600);
+    bool ok =
+        str(t["listen"], listen, "listen") && str(t["data_dir"], c.data_dir, "data_dir") &&
+        num(t["files"]["lifetime_hours"], c.files.lifetime_hours, "files.lifetime_hours", -1,
+            1e6) &&
+        num(t["files"]["max_upload_mb"], c.files.max_upload_bytes, "files.max_upload_mb", 1, 1e6) &&
+        num(t["files"]["max_files_per_user"], c.files.max_files_per_user,
+            "files.max_files_per_user", 1, 1e9) &&
+        num(t["files"]["max_bytes_per_user_mb"], c.files.max_bytes_per_user,
+            "files.max_bytes_per_user_mb", 1, 1e9) &&
+        str(t["files"]["over_quota"], over_quota, "files.over_quota") &&
+        num(t["executions"]["workers"], c.workers, "executions.workers", 0, 1024) &&
+        num(t["executions"]["queue"], c.queue, "executions.queue", 0, 100000) &&
+        num(t["executions"]["per_user"], c.per_user, "executions.per_user", 1, 100000) &&
+        num(t["executions"]["timeout"], c.limits.timeout_seconds, "executions.timeout", 0.1,
+            3600) &&
+        num(t["executions"]["max_timeout"], c.bounds.max_timeout_seconds, "executions.max_timeout",
+            0.1, 3600) &&
+        num(t["executions"]["memory_mb"], c.limits.memory_mb, "executions.memory_mb", 32,
+            1 << 20) &&
+        num(t["executions"]["max_memory_mb"], c.bounds.max_memory_mb, "executions.max_memory_mb",
+            32, 1 << 20) &&
+        num(t["cleanup"]["interval_minutes"], c.cleanup_interval_minutes,
+            "cleanup.interval_minutes", 0.01, 1e6) &&
+        num(t["shutdown"]["grace_seconds"], c.shutdown_grace_seconds, "shutdown.grace_seconds", 0,
+            3600);
     if (!ok) return R::Fail(error);
     // The *_mb keys were read as MiB counts.
     if (t["files"]["max_upload_mb"]) c.files.max_upload_bytes <<= 20;
@@ -142,8 +143,7 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
     double d = std::strtod(v, &end);
     if (*end != '\0' || d < lo || d > hi) {
       std::ostringstream msg;
-      msg << name << " must be a number between " << lo << " and " << hi << " (got '" << v
-          << "')";
+      msg << name << " must be a number between " << lo << " and " << hi << " (got '" << v << "')";
       error = msg.str();
       return false;
     }
@@ -182,8 +182,7 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
        [&](double x) { c.per_user = static_cast<size_t>(x); }},
       {"CODECELL_CLEANUP_INTERVAL_MINUTES", 0.01, 1e6,
        [&](double x) { c.cleanup_interval_minutes = x; }},
-      {"CODECELL_SHUTDOWN_GRACE_SECONDS", 0, 3600,
-       [&](double x) { c.shutdown_grace_seconds = x; }},
+      {"CODECELL_SHUTDOWN_GRACE_SECONDS", 0, 3600, [&](double x) { c.shutdown_grace_seconds = x; }},
   };
   for (const auto& n : numeric) {
     d = 0;

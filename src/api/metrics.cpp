@@ -37,8 +37,8 @@ std::string Metrics::Render(const Gauges& g) const {
        "# TYPE codecell_executions_total counter\n";
   for (const char* s : {"ok", "error", "timeout", "oom", "killed", "failed"}) {
     auto it = executions_by_status_.find(s);
-    o << "codecell_executions_total{status=\"" << s
-      << "\"} " << (it == executions_by_status_.end() ? 0 : it->second) << "\n";
+    o << "codecell_executions_total{status=\"" << s << "\"} "
+      << (it == executions_by_status_.end() ? 0 : it->second) << "\n";
   }
   o << "# HELP codecell_execution_duration_seconds Wall time of executions.\n"
        "# TYPE codecell_execution_duration_seconds histogram\n";

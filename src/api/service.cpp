@@ -2,12 +2,12 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
-#include <httplib.h>
 #include <iostream>
 #include <regex>
 
@@ -24,9 +24,7 @@ constexpr const char* kVersion = "0.2.0";
 
 thread_local std::chrono::steady_clock::time_point request_started;
 
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 void Log(json line) {
   line["ts"] = files::Rfc3339(files::NowMillis());
@@ -81,15 +79,19 @@ json FileObject(const FileRecord& r) {
 
 void FailureResponse(httplib::Response& res, const files::Failure& f) {
   switch (f.kind) {
-    case files::Failure::kBadRequest: return JsonError(res, 400, "bad_request", f.message);
-    case files::Failure::kNotFound: return JsonError(res, 404, "not_found", f.message);
-    case files::Failure::kTooLarge: return JsonError(res, 413, "too_large", f.message);
+    case files::Failure::kBadRequest:
+      return JsonError(res, 400, "bad_request", f.message);
+    case files::Failure::kNotFound:
+      return JsonError(res, 404, "not_found", f.message);
+    case files::Failure::kTooLarge:
+      return JsonError(res, 413, "too_large", f.message);
     case files::Failure::kOverQuota:
       res.set_header("Retry-After", "60");
       return JsonError(res, 429, "rate_limited", f.message);
     case files::Failure::kStorageFull:
       return JsonError(res, 507, "insufficient_storage", f.message);
-    case files::Failure::kInternal: return JsonError(res, 500, "internal", f.message);
+    case files::Failure::kInternal:
+      return JsonError(res, 500, "internal", f.message);
   }
 }
 
@@ -176,24 +178,24 @@ json Service::RunCleanup(files::FileManager& files, store::Store& store, Metrics
 json Service::StoredStatus(const ServiceConfig& config, store::Store& store) {
   store::Usage usage = store.TotalLiveUsage(files::NowMillis());
   auto last = store.GetMeta("last_cleanup");
-  return {{"venv_exists", false},
-          {"python_path", "/usr/bin/python3"},
-          {"installed_packages", json::array()},
-          {"package_count", 0},
-          {"last_cleanup", last ? json(*last) : json(nullptr)},
-          {"total_user_files", usage.files},
-          {"total_file_size_mb",
-           std::round(static_cast<double>(usage.bytes) / (1 << 20) * 100) / 100},
-          {"file_expiration_hours", config.files.lifetime_hours},
-          {"max_file_size_mb", config.files.max_upload_bytes >> 20},
-          {"version", kVersion}};
+  return {
+      {"venv_exists", false},
+      {"python_path", "/usr/bin/python3"},
+      {"installed_packages", json::array()},
+      {"package_count", 0},
+      {"last_cleanup", last ? json(*last) : json(nullptr)},
+      {"total_user_files", usage.files},
+      {"total_file_size_mb", std::round(static_cast<double>(usage.bytes) / (1 << 20) * 100) / 100},
+      {"file_expiration_hours", config.files.lifetime_hours},
+      {"max_file_size_mb", config.files.max_upload_bytes >> 20},
+      {"version", kVersion}};
 }
 
 json Service::Status() {
   json status = StoredStatus(config_, *store_);
-  status["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::steady_clock::now() - started_)
-                           .count();
+  status["uptime_s"] =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
+          .count();
   status["workers"] = config_.workers;
   status["executions"] = {{"running", admission_.running()},
                           {"queued", admission_.queued()},
@@ -233,9 +235,12 @@ void Service::Routes() {
                        req.method + " is not supported on " + req.path);
     }
     switch (res.status) {
-      case 404: return JsonError(res, 404, "not_found", "no such endpoint");
-      case 413: return JsonError(res, 413, "too_large", "the request body is too large");
-      case 400: return JsonError(res, 400, "bad_request", "malformed request");
+      case 404:
+        return JsonError(res, 404, "not_found", "no such endpoint");
+      case 413:
+        return JsonError(res, 413, "too_large", "the request body is too large");
+      case 400:
+        return JsonError(res, 400, "bad_request", "malformed request");
       default:
         return JsonError(res, res.status, res.status >= 500 ? "internal" : "bad_request",
                          "request failed with status " + std::to_string(res.status));
@@ -279,9 +284,8 @@ void Service::Routes() {
                                      usage.files, usage.bytes}),
                     "text/plain; version=0.0.4");
   });
-  s.Get("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
-    JsonOk(res, 200, Status());
-  });
+  s.Get("/v1/status",
+        [this](const httplib::Request&, httplib::Response& res) { JsonOk(res, 200, Status()); });
   s.Post("/v1/cleanup", [this](const httplib::Request&, httplib::Response& res) {
     json out = RunCleanup(files_, *store_, &metrics_);
     Log({{"level", "info"}, {"event", "cleanup"}, {"deleted_files", out["deleted_files"]}});
@@ -298,9 +302,9 @@ void Service::Routes() {
     // The multipart framing adds a little; a body far beyond the limit is refused unread.
     if (auto declared = ContentLength(req); declared && *declared > limit + (64u << 10)) {
       metrics_.CountUpload(false);
-      return JsonError(res, 413, "too_large",
-                       "the upload is larger than the limit of " + std::to_string(limit >> 20) +
-                           " MiB");
+      return JsonError(
+          res, 413, "too_large",
+          "the upload is larger than the limit of " + std::to_string(limit >> 20) + " MiB");
     }
     int user_id_fields = 0;
     std::string user_id, part_name;
@@ -386,27 +390,27 @@ void Service::Routes() {
     }
     res.status = 204;
   });
-  s.Get(R"(/v1/files/([^/]+)/content)", [this](const httplib::Request& req,
-                                                 httplib::Response& res) {
-    auto user = QueryUser(req, res);
-    if (!user) return;
-    auto r = files_.Get(*user, req.matches[1]);
-    if (!r) return JsonError(res, 404, "not_found", "no such file");
-    // Opened now: a delete during the download unlinks the name, not these bytes.
-    int fd = ::open(files_.PathOf(*r).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return JsonError(res, 404, "not_found", "the file's bytes are gone");
-    res.set_header("Content-Disposition", ContentDisposition(r->filename));
-    res.set_content_provider(
-        r->file_size, r->mime_type,
-        [fd](size_t offset, size_t length, httplib::DataSink& sink) {
-          char buffer[65536];
-          ssize_t n = ::pread(fd, buffer, std::min(length, sizeof buffer),
-                              static_cast<off_t>(offset));
-          if (n <= 0) return false;
-          return sink.write(buffer, static_cast<size_t>(n));
-        },
-        [fd](bool) { ::close(fd); });
-  });
+  s.Get(
+      R"(/v1/files/([^/]+)/content)", [this](const httplib::Request& req, httplib::Response& res) {
+        auto user = QueryUser(req, res);
+        if (!user) return;
+        auto r = files_.Get(*user, req.matches[1]);
+        if (!r) return JsonError(res, 404, "not_found", "no such file");
+        // Opened now: a delete during the download unlinks the name, not these bytes.
+        int fd = ::open(files_.PathOf(*r).c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return JsonError(res, 404, "not_found", "the file's bytes are gone");
+        res.set_header("Content-Disposition", ContentDisposition(r->filename));
+        res.set_content_provider(
+            r->file_size, r->mime_type,
+            [fd](size_t offset, size_t length, httplib::DataSink& sink) {
+              char buffer[65536];
+              ssize_t n =
+                  ::pread(fd, buffer, std::min(length, sizeof buffer), static_cast<off_t>(offset));
+              if (n <= 0) return false;
+              return sink.write(buffer, static_cast<size_t>(n));
+            },
+            [fd](bool) { ::close(fd); });
+      });
 
   s.Post("/v1/executions", [this](const httplib::Request& req, httplib::Response& res,
                                   const httplib::ContentReader& reader) {
@@ -486,7 +490,8 @@ void Service::Routes() {
     }
 
     switch (admission_.Enter(user)) {
-      case exec::Admission::Verdict::kRun: break;
+      case exec::Admission::Verdict::kRun:
+        break;
       case exec::Admission::Verdict::kQueueFull:
         res.set_header("Retry-After", "5");
         return JsonError(res, 429, "rate_limited", "all execution workers and the queue are busy");
@@ -520,8 +525,11 @@ void Service::Routes() {
       record.status = "failed";
       store_->InsertExecution(record);
       metrics_.CountExecution("failed", (record.finished_at - record.started_at) / 1000.0);
-      Log({{"level", "error"}, {"event", "execution"}, {"user_id", user},
-           {"status", "failed"}, {"message", out.error()}});
+      Log({{"level", "error"},
+           {"event", "execution"},
+           {"user_id", user},
+           {"status", "failed"},
+           {"message", out.error()}});
       return JsonError(res, 500, "internal", "the execution could not be run: " + out.error());
     }
     json result = std::move(out.value());
@@ -531,13 +539,13 @@ void Service::Routes() {
       auto adopted = files_.AdoptGenerated(user, g.value("path", ""), g.value("filename", ""));
       if (adopted.ok()) {
         const FileRecord& r = *adopted.value;
-        stored.push_back({{"file_id", r.file_id},
-                          {"filename", r.filename},
-                          {"file_type", r.file_type},
-                          {"mime_type", r.mime_type},
-                          {"size", r.file_size},
-                          {"expires_at", r.expires_at ? json(files::Rfc3339(*r.expires_at))
-                                                      : json(nullptr)}});
+        stored.push_back(
+            {{"file_id", r.file_id},
+             {"filename", r.filename},
+             {"file_type", r.file_type},
+             {"mime_type", r.mime_type},
+             {"size", r.file_size},
+             {"expires_at", r.expires_at ? json(files::Rfc3339(*r.expires_at)) : json(nullptr)}});
       } else {
         skipped.push_back({{"filename", g.value("filename", "")},
                            {"size", g.value("size", 0)},
@@ -622,7 +630,9 @@ bool Service::Run(std::string& error) {
 }
 
 void Service::Stop() {
-  Log({{"level", "info"}, {"event", "stopping"}, {"grace_seconds", config_.shutdown_grace_seconds}});
+  Log({{"level", "info"},
+       {"event", "stopping"},
+       {"grace_seconds", config_.shutdown_grace_seconds}});
   server_->stop();
   admission_.Shutdown();
   auto deadline = std::chrono::steady_clock::now() +

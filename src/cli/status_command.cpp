@@ -37,16 +37,15 @@ std::function<int()> AddStatusCommand(CLI::App& app) {
     const auto cg = sandbox::DetectCgroups();
     auto seccomp = sandbox::BuildSandboxSeccompProgram();
     out["data_dir"] = config->data_dir;
-    out["sandbox"] = {
-        {"cgroup_mode", cg.mode == sandbox::CgroupMode::kV2   ? "v2"
-                        : cg.mode == sandbox::CgroupMode::kV1 ? "v1"
-                                                              : "none"},
-        {"memory_limit", cg.memory},
-        {"process_limit_cgroup", cg.pids},
-        {"cpu_accounting", cg.cpu_accounting},
-        {"missing", cg.missing},
-        {"seccomp", seccomp ? "ok" : seccomp.error()},
-        {"root", ::geteuid() == 0}};
+    out["sandbox"] = {{"cgroup_mode", cg.mode == sandbox::CgroupMode::kV2   ? "v2"
+                                      : cg.mode == sandbox::CgroupMode::kV1 ? "v1"
+                                                                            : "none"},
+                      {"memory_limit", cg.memory},
+                      {"process_limit_cgroup", cg.pids},
+                      {"cpu_accounting", cg.cpu_accounting},
+                      {"missing", cg.missing},
+                      {"seccomp", seccomp ? "ok" : seccomp.error()},
+                      {"root", ::geteuid() == 0}};
     std::cout << out.dump(2) << std::endl;
     return 0;
   };

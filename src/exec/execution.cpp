@@ -77,6 +77,86 @@ bool Drain(int fd, OnBytes on_bytes) {
   }
 }
 
+struct Supervision {
+  bool timed_out = false;
+  bool cancelled = false;
+  std::string poll_error;
+  Clock::time_point exited_at{};
+};
+
+// Drains the sandbox's output and report pipes until every process inside is gone, killing the
+// whole namespace (through its pid 1, and the cgroup) at the deadline or when `cancel_fd` turns
+// readable. Returns once the pipes are closed; the caller reaps the init.
+Supervision Supervise(const sandbox::SandboxProcess& process, int out_fd, int err_fd, int cancel_fd,
+                      Clock::time_point deadline, BoundedUtf8Capture& stdout_capture,
+                      BoundedUtf8Capture& stderr_capture, const sandbox::ExecutionCgroup& cgroup,
+                      sandbox::SandboxReport& report) {
+  // After a kill the kernel tears the namespace down at once; this only bounds a pathological
+  // case (a process stuck in the kernel) so that the supervisor never hangs.
+  constexpr auto kDrainAfterKill = std::chrono::seconds(5);
+  Supervision w;
+  bool final_drain = false;  // past the deadline (or killed): only collecting what is left
+  auto stop_by = deadline;
+  auto kill_all = [&] {
+    ::kill(process.pid, SIGKILL);  // pid 1 of the namespace: the kernel kills all inside
+    cgroup.KillAll();
+    final_drain = true;
+    stop_by = Clock::now() + kDrainAfterKill;
+  };
+  pollfd fds[4] = {{out_fd, POLLIN, 0},
+                   {err_fd, POLLIN, 0},
+                   {process.report.get(), POLLIN, 0},
+                   {cancel_fd, POLLIN, 0}};
+  for (;;) {
+    if (fds[0].fd < 0 && fds[1].fd < 0 && fds[2].fd < 0) break;
+    auto now = Clock::now();
+    if (now >= stop_by) {
+      if (final_drain) break;
+      if (report.exited) {
+        final_drain = true;
+        stop_by = now + kDrainAfterKill;
+      } else {
+        w.timed_out = true;
+        kill_all();
+      }
+      continue;
+    }
+    int wait_ms =
+        static_cast<int>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(stop_by - now).count()) +
+        1;
+    int n = ::poll(fds, 4, wait_ms);
+    if (n < 0 && errno != EINTR) {
+      w.poll_error = std::string("poll: ") + std::strerror(errno);
+      break;
+    }
+    if (n <= 0) continue;
+    if (fds[0].revents != 0 &&
+        !Drain(fds[0].fd, [&](std::string_view b) { stdout_capture.Append(b); })) {
+      fds[0].fd = -1;
+    }
+    if (fds[1].revents != 0 &&
+        !Drain(fds[1].fd, [&](std::string_view b) { stderr_capture.Append(b); })) {
+      fds[1].fd = -1;
+    }
+    if (fds[3].fd >= 0 && fds[3].revents != 0) {
+      fds[3].fd = -1;
+      if (!report.exited) {
+        w.cancelled = true;
+        kill_all();
+      }
+    }
+    if (fds[2].revents != 0) {
+      bool was_exited = report.exited;
+      if (!sandbox::ConsumeReports(fds[2].fd, report)) fds[2].fd = -1;
+      if (report.exited && !was_exited) w.exited_at = Clock::now();
+    }
+  }
+  // Anything still open here means we gave up waiting: make sure nothing inside survives.
+  if (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[2].fd >= 0) ::kill(process.pid, SIGKILL);
+  return w;
+}
+
 }  // namespace
 
 std::string ValidateLimits(const Limits& l, const LimitBounds& b) {
@@ -241,66 +321,11 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
 
   const auto deadline =
       start + std::chrono::milliseconds(static_cast<int64_t>(limits.timeout_seconds * 1000));
-  // After a kill the kernel tears the namespace down at once; this only bounds a pathological
-  // case (a process stuck in the kernel) so that the supervisor never hangs.
-  constexpr auto kDrainAfterKill = std::chrono::seconds(5);
-  bool timed_out = false;
-  bool final_drain = false;
-  std::string poll_error;  // past the deadline: only collecting what is left in the pipes
-  auto stop_by = deadline;
-  Clock::time_point exited_at{};
-  bool cancelled = false;
-  pollfd fds[4] = {{out->read.get(), POLLIN, 0},
-                   {err->read.get(), POLLIN, 0},
-                   {process.report.get(), POLLIN, 0},
-                   {request.cancel_fd, POLLIN, 0}};
-  for (;;) {
-    if (fds[0].fd < 0 && fds[1].fd < 0 && fds[2].fd < 0) break;
-    auto now = Clock::now();
-    if (now >= stop_by) {
-      if (final_drain) break;
-      final_drain = true;
-      stop_by = now + kDrainAfterKill;
-      if (!report.exited) {
-        timed_out = true;
-        ::kill(process.pid, SIGKILL);  // pid 1 of the namespace: the kernel kills all inside
-        cgroup.KillAll();
-      }
-      continue;
-    }
-    int wait_ms =
-        static_cast<int>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(stop_by - now).count()) +
-        1;
-    int n = ::poll(fds, 4, wait_ms);
-    if (n < 0 && errno != EINTR) {
-      poll_error = std::string("poll: ") + std::strerror(errno);
-      break;  // the sandbox is killed and reaped below before the error is returned
-    }
-    if (n <= 0) continue;
-    if (fds[0].revents != 0 &&
-        !Drain(fds[0].fd, [&](std::string_view b) { stdout_capture.Append(b); })) {
-      fds[0].fd = -1;
-    }
-    if (fds[1].revents != 0 &&
-        !Drain(fds[1].fd, [&](std::string_view b) { stderr_capture.Append(b); })) {
-      fds[1].fd = -1;
-    }
-    if (fds[3].fd >= 0 && fds[3].revents != 0) {
-      fds[3].fd = -1;
-      if (!report.exited) {
-        cancelled = true;
-        ::kill(process.pid, SIGKILL);
-        cgroup.KillAll();
-      }
-    }
-    if (fds[2].revents != 0) {
-      bool was_exited = report.exited;
-      if (!sandbox::ConsumeReports(fds[2].fd, report)) fds[2].fd = -1;
-      if (report.exited && !was_exited) exited_at = Clock::now();
-    }
-  }
-  if (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[2].fd >= 0) ::kill(process.pid, SIGKILL);
+  Supervision watched = Supervise(process, out->read.get(), err->read.get(), request.cancel_fd,
+                                  deadline, stdout_capture, stderr_capture, cgroup, report);
+  const bool timed_out = watched.timed_out, cancelled = watched.cancelled;
+  const std::string& poll_error = watched.poll_error;
+  const Clock::time_point exited_at = watched.exited_at;
   int init_status = 0;
   rusage usage{};
   while (::wait4(process.pid, &init_status, 0, &usage) < 0 && errno == EINTR) {

@@ -1,10 +1,10 @@
 #include "exec/file_types.h"
 
-#include "exec/output_capture.h"
-
 #include <algorithm>
 #include <cctype>
 #include <map>
+
+#include "exec/output_capture.h"
 
 namespace codecell::exec {
 namespace {

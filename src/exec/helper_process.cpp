@@ -24,9 +24,12 @@ using sandbox::UniqueFd;
 constexpr size_t kMaxResultBytes = 64u << 20;
 
 nlohmann::json LimitsToJson(const Limits& l) {
-  return {{"timeout_seconds", l.timeout_seconds},   {"memory_mb", l.memory_mb},
-          {"max_processes", l.max_processes},       {"tmp_mb", l.tmp_mb},
-          {"workspace_mb", l.workspace_mb},         {"max_output_chars", l.max_output_chars},
+  return {{"timeout_seconds", l.timeout_seconds},
+          {"memory_mb", l.memory_mb},
+          {"max_processes", l.max_processes},
+          {"tmp_mb", l.tmp_mb},
+          {"workspace_mb", l.workspace_mb},
+          {"max_output_chars", l.max_output_chars},
           {"max_generated_files", l.max_generated_files},
           {"max_generated_file_bytes", l.max_generated_file_bytes}};
 }
@@ -60,8 +63,8 @@ bool WriteAll(int fd, const std::string& data) {
 nlohmann::json RequestToJson(const ExecutionRequest& r, const std::string& data_dir) {
   nlohmann::json inputs = nlohmann::json::array();
   for (const auto& in : r.inputs) {
-    inputs.push_back({{"file_id", in.file_id}, {"filename", in.filename},
-                      {"host_path", in.host_path}});
+    inputs.push_back(
+        {{"file_id", in.file_id}, {"filename", in.filename}, {"host_path", in.host_path}});
   }
   return {{"code", r.code},
           {"inputs", inputs},

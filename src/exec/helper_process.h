@@ -3,10 +3,9 @@
 #include <sys/types.h>
 
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "exec/execution.h"
 

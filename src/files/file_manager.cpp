@@ -153,8 +153,9 @@ std::string FileManager::PathOf(const FileRecord& record) const {
 Outcome<bool> FileManager::Init() {
   std::error_code ec;
   fs::create_directories(temp_dir(), ec);
-  if (ec) return {std::nullopt, {Failure::kInternal, "cannot create " + temp_dir() + ": " +
-                                                          ec.message()}};
+  if (ec)
+    return {std::nullopt,
+            {Failure::kInternal, "cannot create " + temp_dir() + ": " + ec.message()}};
   ::chmod(files_dir_.c_str(), 0700);
   // Interrupted uploads and executions' leftovers.
   for (const auto& e : fs::directory_iterator(temp_dir(), ec)) fs::remove_all(e.path(), ec);
@@ -235,9 +236,9 @@ Outcome<FileRecord> FileManager::Upload::Commit(const std::string& user_id) {
   unsigned char digest[32];
   unsigned int len = 0;
   EVP_DigestFinal_ex(static_cast<Hasher*>(sha_)->ctx, digest, &len);
-  auto out = manager_->Install(user_id, temp_path_, exec::SafeFileName(original_name_),
-                               original_name_, size_, Hex(digest, len), head_, head_size_,
-                               "upload");
+  auto out =
+      manager_->Install(user_id, temp_path_, exec::SafeFileName(original_name_), original_name_,
+                        size_, Hex(digest, len), head_, head_size_, "upload");
   if (out.ok()) temp_path_.clear();  // now owned by the store
   return out;
 }
@@ -275,8 +276,7 @@ std::optional<Failure> FileManager::MakeRoom(const std::string& user_id, uint64_
   return std::nullopt;
 }
 
-Outcome<FileRecord> FileManager::Install(const std::string& user_id,
-                                         const std::string& temp_path,
+Outcome<FileRecord> FileManager::Install(const std::string& user_id, const std::string& temp_path,
                                          const std::string& filename,
                                          const std::string& original_name, uint64_t size,
                                          const std::string& sha256, const unsigned char* head,
@@ -312,8 +312,7 @@ Outcome<FileRecord> FileManager::Install(const std::string& user_id,
     store_.InsertFile(r);
   } catch (const store::StoreError& e) {
     ::unlink(final_path.c_str());
-    return {std::nullopt,
-            {e.disk_full() ? Failure::kStorageFull : Failure::kInternal, e.what()}};
+    return {std::nullopt, {e.disk_full() ? Failure::kStorageFull : Failure::kInternal, e.what()}};
   }
   return {r, {}};
 }
@@ -330,8 +329,7 @@ Outcome<FileRecord> FileManager::AdoptGenerated(const std::string& user_id,
                  head, head_size, "generated");
 }
 
-std::optional<FileRecord> FileManager::Get(const std::string& user_id,
-                                           const std::string& file_id) {
+std::optional<FileRecord> FileManager::Get(const std::string& user_id, const std::string& file_id) {
   return store_.GetLiveFile(user_id, file_id, NowMillis());
 }
 

@@ -74,7 +74,8 @@ class FileManager {
 
   // Stores a file the sandbox generated (moved from `host_path`, same filesystem) as a new file
   // of `user_id`, under the same quota rules as uploads.
-  Outcome<store::FileRecord> AdoptGenerated(const std::string& user_id, const std::string& host_path,
+  Outcome<store::FileRecord> AdoptGenerated(const std::string& user_id,
+                                            const std::string& host_path,
                                             const std::string& relative_name);
 
   std::optional<store::FileRecord> Get(const std::string& user_id, const std::string& file_id);
@@ -94,10 +95,10 @@ class FileManager {
   // user's lock held.
   std::optional<Failure> MakeRoom(const std::string& user_id, uint64_t size);
   Outcome<store::FileRecord> Install(const std::string& user_id, const std::string& temp_path,
-                                     const std::string& filename,
-                                     const std::string& original_name, uint64_t size,
-                                     const std::string& sha256, const unsigned char* head,
-                                     size_t head_size, const std::string& source);
+                                     const std::string& filename, const std::string& original_name,
+                                     uint64_t size, const std::string& sha256,
+                                     const unsigned char* head, size_t head_size,
+                                     const std::string& source);
   std::mutex& UserLock(const std::string& user_id);
   void RemoveBytes(const store::FileRecord& record);
 

@@ -51,10 +51,11 @@ struct SandboxProcess {
   UniqueFd report;  // read end of the report pipe
 };
 
-// Clones the sandbox child. Inside, in this order: default signal mask and handlers → join cgroups → cgroup namespace → new session
-// → mounts and pivot_root → hostname → slot uid → rlimits → stdio and closing every other fd →
-// no_new_privs → seccomp; then the child, as pid 1 of its pid namespace, forks the interpreter
-// and reaps until the interpreter exits, which ends the namespace and every process in it.
+// Clones the sandbox child. Inside, in this order: default signal mask and handlers → join cgroups
+// → cgroup namespace → new session → mounts and pivot_root → hostname → slot uid → rlimits → stdio
+// and closing every other fd → no_new_privs → seccomp; then the child, as pid 1 of its pid
+// namespace, forks the interpreter and reaps until the interpreter exits, which ends the namespace
+// and every process in it.
 Result<SandboxProcess> LaunchSandbox(const SandboxSpec& spec);
 
 // Reads whatever records are available; returns false at end of file.

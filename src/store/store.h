@@ -14,15 +14,15 @@ using Millis = int64_t;
 
 // A stored file (SPEC "File object", plus where its bytes live).
 struct FileRecord {
-  std::string file_id;            // opaque, URL-safe, >= 96 random bits; unique
+  std::string file_id;  // opaque, URL-safe, >= 96 random bits; unique
   std::string user_id;
   std::string filename;           // sanitized display name (no separators, no control chars)
   std::string original_filename;  // as uploaded (for display only), may be any UTF-8
   std::string file_type;          // image, data, text, structured, html, pdf, code, archive, other
   std::string mime_type;
   uint64_t file_size = 0;
-  std::string sha256;             // lowercase hex
-  std::string storage_path;       // relative to the data dir's files/ directory
+  std::string sha256;        // lowercase hex
+  std::string storage_path;  // relative to the data dir's files/ directory
   Millis uploaded_at = 0;
   std::optional<Millis> expires_at;  // nullopt: never expires
   std::string source = "upload";     // upload | generated

@@ -34,7 +34,10 @@ TEST(SafeFileName, RemovesSeparatorsControlsAndDots) {
 }
 
 TEST(SafeFileName, InvalidUtf8BecomesReplacementCharacters) {
-  EXPECT_EQ(SafeFileName("\xFF\xFE" "bad.txt"), "\xEF\xBF\xBD\xEF\xBF\xBD" "bad.txt");
+  EXPECT_EQ(SafeFileName("\xFF\xFE"
+                         "bad.txt"),
+            "\xEF\xBF\xBD\xEF\xBF\xBD"
+            "bad.txt");
   EXPECT_EQ(SafeFileName("caf\xC3\xA9.csv"), "caf\xC3\xA9.csv");  // valid UTF-8 kept
 }
 
