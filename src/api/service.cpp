@@ -598,6 +598,10 @@ void Service::CleanupLoop() {
 }
 
 bool Service::Run(std::string& error) {
+  struct Ended {
+    std::atomic<bool>& flag;
+    ~Ended() { flag = true; }
+  } ended{run_ended_};
   auto init = files_.Init();
   if (!init.ok()) {
     error = init.failure.message;
@@ -633,6 +637,10 @@ void Service::Stop() {
   Log({{"level", "info"},
        {"event", "stopping"},
        {"grace_seconds", config_.shutdown_grace_seconds}});
+  // httplib's stop() does nothing before the listener runs: a signal during start-up waits for it.
+  for (int i = 0; i < 200 && !server_->is_running() && !run_ended_; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
   server_->stop();
   admission_.Shutdown();
   auto deadline = std::chrono::steady_clock::now() +

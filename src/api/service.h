@@ -56,6 +56,7 @@ class Service {
   std::mutex stop_mutex_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;
+  std::atomic<bool> run_ended_{false};
 };
 
 }  // namespace codecell::api
