@@ -16,8 +16,13 @@ Admission::Verdict Admission::Enter(const std::string& user_id) {
   }
   ++mine;
   ++queued_;
-  cv_.wait(lock, [&] { return running_ < workers_ || shutting_down_; });
+  // First come, first served: without tickets, a notify_all lets any waiter win the free worker,
+  // and the benchmark saw a p99 four times its p50 from that alone.
+  const uint64_t ticket = next_ticket_++;
+  cv_.wait(lock, [&] { return (running_ < workers_ && ticket == serving_) || shutting_down_; });
   --queued_;
+  if (!shutting_down_) ++serving_;
+  cv_.notify_all();  // the next ticket may also fit
   if (shutting_down_) {
     if (--per_user_count_[user_id] == 0) per_user_count_.erase(user_id);
     return Verdict::kShuttingDown;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
@@ -8,7 +9,8 @@
 namespace codecell::exec {
 
 // A bounded pool of execution slots with a bounded queue in front and a per-user cap on
-// executions running or waiting. Enter() blocks only while the caller is queued.
+// executions running or waiting. Enter() blocks only while the caller is queued; the queue is
+// served in arrival order.
 class Admission {
  public:
   enum class Verdict { kRun, kQueueFull, kUserLimit, kShuttingDown };
@@ -29,6 +31,7 @@ class Admission {
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   size_t running_ = 0, queued_ = 0;
+  uint64_t next_ticket_ = 0, serving_ = 0;
   std::map<std::string, size_t> per_user_count_;
   bool shutting_down_ = false;
 };

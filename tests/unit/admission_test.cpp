@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -49,6 +50,29 @@ TEST(Admission, ShutdownRefusesNewAndReleasesTheQueued) {
   queued.join();
   EXPECT_EQ(a.Enter("w"), V::kShuttingDown);
   EXPECT_EQ(a.queued(), 0u);
+}
+
+TEST(Admission, TheQueueIsServedInArrivalOrder) {
+  Admission a(1, 10, 10);
+  ASSERT_EQ(a.Enter("holder"), V::kRun);
+  std::vector<int> order;
+  std::mutex order_mutex;
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < 5; ++i) {
+    waiters.emplace_back([&, i] {
+      std::string user = "w" + std::to_string(i);
+      ASSERT_EQ(a.Enter(user), V::kRun);
+      {
+        std::lock_guard<std::mutex> lock(order_mutex);
+        order.push_back(i);
+      }
+      a.Leave(user);
+    });
+    while (a.queued() != static_cast<size_t>(i + 1)) std::this_thread::yield();
+  }
+  a.Leave("holder");
+  for (auto& t : waiters) t.join();
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
 }
 
 TEST(Admission, ManyThreadsNeverExceedTheWorkers) {
