@@ -42,8 +42,9 @@ class Workspace {
   std::string overlay_work() const { return dir_ + "/ws/work"; }
   std::string meta() const { return dir_ + "/meta"; }
 
-  // Removes the directories of executions whose owner died (their lock is free).
-  static void SweepStale(const std::string& work_root);
+  // Removes the directories of executions whose owner died (their lock is free), leaving alone
+  // any younger than `min_age_seconds`.
+  static void SweepStale(const std::string& work_root, long min_age_seconds = 60);
 
  private:
   void Destroy();

@@ -73,7 +73,8 @@ std::vector<std::pair<std::string, std::string>> PrepareMatplotlibCache(
     }
   }
   posix_spawn_file_actions_destroy(&actions);
-  fs::remove_all(cache_dir, ec);  // an empty or partial leftover
+  // rename() is atomic: another codecell that finished first keeps its cache (ours then fails to
+  // replace a non-empty directory and is dropped); nobody ever sees a half-written one.
   fs::rename(building, cache_dir, ec);
   if (ec) fs::remove_all(building, ec);
   return list();

@@ -130,7 +130,9 @@ TEST(Workspace, InputsGetUniqueNamesOwnedByTheSlotAndStaleDirsAreSwept) {
   // A leftover of a dead run (no lock held) goes; the live workspace stays.
   fs::create_directories(tmp.path() + "/work/exec_dead/lower");
   Put(tmp.path() + "/work/exec_dead/lock", "");
-  Workspace::SweepStale(tmp.path() + "/work");
+  Workspace::SweepStale(tmp.path() + "/work");  // too young to judge: kept
+  EXPECT_TRUE(fs::exists(tmp.path() + "/work/exec_dead"));
+  Workspace::SweepStale(tmp.path() + "/work", 0);
   EXPECT_FALSE(fs::exists(tmp.path() + "/work/exec_dead"));
   EXPECT_TRUE(fs::exists(ws->lower()));
   std::string dir = ws->dir();
