@@ -106,6 +106,7 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
             0.1, 3600) &&
         num(t["executions"]["memory_mb"], c.limits.memory_mb, "executions.memory_mb", 32,
             1 << 20) &&
+        num(t["executions"]["cpus"], c.limits.cpus, "executions.cpus", 0, 1024) &&
         num(t["executions"]["max_memory_mb"], c.bounds.max_memory_mb, "executions.max_memory_mb",
             32, 1 << 20) &&
         num(t["cleanup"]["interval_minutes"], c.cleanup_interval_minutes,
@@ -202,6 +203,9 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
   }
   if (c.limits.memory_mb > c.bounds.max_memory_mb) {
     return R::Fail("executions.memory_mb exceeds executions.max_memory_mb");
+  }
+  if (auto msg = exec::ValidateLimits(c.limits, c.bounds); !msg.empty()) {
+    return R::Fail("executions: " + msg);
   }
   if (c.api_keys.empty() && !IsLoopback(c.listen_host)) {
     return R::Fail("refusing to listen on " + c.listen_host +

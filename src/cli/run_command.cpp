@@ -160,6 +160,8 @@ std::function<int()> AddRunCommand(CLI::App& app) {
   run->add_option("--memory-mb", options->limits.memory_mb, "memory limit in MiB (default 1024)");
   run->add_option("--processes", options->limits.max_processes,
                   "process/thread limit (default 64)");
+  run->add_option("--cpus", options->limits.cpus,
+                  "CPU bandwidth in cores (default 1; 0 = unlimited)");
   run->add_option("--tmp-mb", options->limits.tmp_mb, "size of /tmp in MiB (default 256)");
   run->add_option("--workspace-mb", options->limits.workspace_mb,
                   "space for writes under /mnt/data in MiB (default 512)");

@@ -172,6 +172,7 @@ std::string ValidateLimits(const Limits& l, const LimitBounds& b) {
                          static_cast<double>(b.max_memory_mb), "MiB"),
                    range("processes", static_cast<double>(l.max_processes), 4,
                          static_cast<double>(b.max_processes), "processes"),
+                   l.cpus == 0 ? std::string() : range("cpus", l.cpus, 0.1, b.max_cpus, "cores"),
                    range("tmp size", static_cast<double>(l.tmp_mb), 1,
                          static_cast<double>(b.max_tmp_mb), "MiB"),
                    range("workspace size", static_cast<double>(l.workspace_mb), 1,
@@ -267,8 +268,9 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
 
   sandbox::ExecutionCgroup cgroup;
   if (env.cgroups.mode != sandbox::CgroupMode::kNone) {
-    auto created = sandbox::ExecutionCgroup::Create(env.cgroups, result.execution_id,
-                                                    {limits.memory_mb << 20, limits.max_processes});
+    auto created = sandbox::ExecutionCgroup::Create(
+        env.cgroups, result.execution_id,
+        {limits.memory_mb << 20, limits.max_processes, limits.cpus});
     if (!created) return R::Fail(created.error());
     cgroup = std::move(created.value());
   }

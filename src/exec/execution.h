@@ -23,6 +23,9 @@ struct Limits {
   double timeout_seconds = 60;
   uint64_t memory_mb = 1024;
   uint64_t max_processes = 64;
+  // CPU bandwidth in cores (cgroup cpu.max / CFS quota); 0 = unlimited. One core by default, so
+  // that with one worker per core a busy execution cannot slow the others down.
+  double cpus = 1;
   uint64_t tmp_mb = 256;
   uint64_t workspace_mb = 512;
   size_t max_output_chars = 100000;
@@ -34,6 +37,7 @@ struct LimitBounds {
   double max_timeout_seconds = 300;
   uint64_t max_memory_mb = 4096;
   uint64_t max_processes = 1024;
+  double max_cpus = 64;
   uint64_t max_tmp_mb = 4096;
   uint64_t max_workspace_mb = 4096;
 };

@@ -27,6 +27,7 @@ nlohmann::json LimitsToJson(const Limits& l) {
   return {{"timeout_seconds", l.timeout_seconds},
           {"memory_mb", l.memory_mb},
           {"max_processes", l.max_processes},
+          {"cpus", l.cpus},
           {"tmp_mb", l.tmp_mb},
           {"workspace_mb", l.workspace_mb},
           {"max_output_chars", l.max_output_chars},
@@ -39,6 +40,7 @@ Limits LimitsFromJson(const nlohmann::json& j) {
   l.timeout_seconds = j.at("timeout_seconds").get<double>();
   l.memory_mb = j.at("memory_mb").get<uint64_t>();
   l.max_processes = j.at("max_processes").get<uint64_t>();
+  l.cpus = j.at("cpus").get<double>();
   l.tmp_mb = j.at("tmp_mb").get<uint64_t>();
   l.workspace_mb = j.at("workspace_mb").get<uint64_t>();
   l.max_output_chars = j.at("max_output_chars").get<size_t>();

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -93,13 +95,19 @@ bool EnableV2Controllers(const std::string& dir, std::vector<std::string>& missi
 
 void FillV2(CgroupLayout& layout) {
   auto controllers = ReadFileToString(layout.v2_base + "/cgroup.controllers");
-  std::string c = controllers ? " " + *controllers + " " : "";
-  layout.memory = c.find(" memory") != std::string::npos;
-  layout.pids = c.find(" pids") != std::string::npos;
+  std::set<std::string> have;
+  std::istringstream words(controllers ? *controllers : "");
+  for (std::string w; words >> w;) have.insert(w);
+  layout.memory = have.count("memory") > 0;
+  layout.pids = have.count("pids") > 0;
+  layout.cpu_limit = have.count("cpu") > 0;
   layout.cpu_accounting = true;  // cpu.stat usage_usec exists in every v2 cgroup
-  if (!layout.memory)
-    layout.missing.push_back("cgroup v2: no memory controller in " + layout.v2_base);
-  if (!layout.pids) layout.missing.push_back("cgroup v2: no pids controller in " + layout.v2_base);
+  for (const char* c : {"memory", "pids", "cpu"}) {
+    if (have.count(c) == 0) {
+      layout.missing.push_back(std::string("cgroup v2: no ") + c + " controller in " +
+                               layout.v2_base);
+    }
+  }
 }
 
 }  // namespace
@@ -118,7 +126,8 @@ std::string CgroupLayout::Describe() const {
       break;
   }
   s += std::string("; memory ") + (memory ? "yes" : "NO") + ", pids " + (pids ? "yes" : "NO") +
-       ", cpu accounting " + (cpu_accounting ? "yes" : "NO");
+       ", cpu accounting " + (cpu_accounting ? "yes" : "NO") + ", cpu limit " +
+       (cpu_limit ? "yes" : "NO");
   for (const auto& m : missing) s += "\n  missing: " + m;
   return s;
 }
@@ -150,7 +159,9 @@ CgroupLayout DetectCgroups(const std::string& mountinfo_path, const std::string&
       v2_mount = mount_point;
     } else if (right[0] == "cgroup") {
       for (const auto& opt : Split(right[2], ',')) {
-        if (opt == "memory" || opt == "pids" || opt == "cpuacct") v1_mounts[opt] = mount_point;
+        if (opt == "memory" || opt == "pids" || opt == "cpuacct" || opt == "cpu") {
+          v1_mounts[opt] = mount_point;
+        }
       }
     }
   }
@@ -198,6 +209,7 @@ CgroupLayout DetectCgroups(const std::string& mountinfo_path, const std::string&
     layout.memory = prepare("memory", layout.v1_memory);
     layout.pids = prepare("pids", layout.v1_pids);
     layout.cpu_accounting = prepare("cpuacct", layout.v1_cpuacct);
+    layout.cpu_limit = prepare("cpu", layout.v1_cpu);
     return layout;
   }
   layout.mode = CgroupMode::kNone;
@@ -209,7 +221,7 @@ CgroupLayout DetectCgroups(const std::string& mountinfo_path, const std::string&
 
 void SweepStaleCgroups(const CgroupLayout& layout, long min_age_seconds) {
   for (const std::string& base :
-       {layout.v2_base, layout.v1_memory, layout.v1_pids, layout.v1_cpuacct}) {
+       {layout.v2_base, layout.v1_memory, layout.v1_pids, layout.v1_cpuacct, layout.v1_cpu}) {
     if (base.empty()) continue;
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(base, ec)) {
@@ -231,10 +243,15 @@ Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout, cons
   cg.mode_ = layout.mode;
   auto make = [&](const std::string& base) -> std::optional<std::string> {
     std::string dir = base + "/" + name;
+    // Co-mounted v1 controllers (cpu,cpuacct) share one hierarchy, hence one directory.
+    if (std::find(cg.dirs_.begin(), cg.dirs_.end(), dir) != cg.dirs_.end()) return dir;
     if (::mkdir(dir.c_str(), 0755) != 0) return std::nullopt;
     cg.dirs_.push_back(dir);
     return dir;
   };
+  // CFS bandwidth: `quota` microseconds of CPU per 100 ms period, per core allowed.
+  const long period_us = 100000;
+  const long quota_us = static_cast<long>(limits.cpus * period_us);
   auto write = [&](const std::string& path, const std::string& value) -> std::string {
     SysResult r = WriteStringToFile(path, value);
     return r.ok() ? "" : path + ": " + Describe(r);
@@ -257,6 +274,13 @@ Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout, cons
         return R::Fail(e);
       }
       cg.pids_dir_ = *dir;
+    }
+    if (layout.cpu_limit && limits.cpus > 0) {
+      if (auto e =
+              write(*dir + "/cpu.max", std::to_string(quota_us) + " " + std::to_string(period_us));
+          !e.empty()) {
+        return R::Fail(e);
+      }
     }
     cg.cpu_dir_ = *dir;
   } else if (layout.mode == CgroupMode::kV1) {
@@ -288,6 +312,16 @@ Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout, cons
     if (layout.cpu_accounting) {
       auto dir = make(layout.v1_cpuacct);
       if (dir) cg.cpu_dir_ = *dir;
+    }
+    if (layout.cpu_limit && limits.cpus > 0) {
+      auto dir = make(layout.v1_cpu);
+      if (!dir) return R::Fail("cannot create cpu cgroup: " + std::string(std::strerror(errno)));
+      for (auto [file, value] : {std::pair<const char*, long>{"cpu.cfs_period_us", period_us},
+                                 {"cpu.cfs_quota_us", quota_us}}) {
+        if (auto e = write(*dir + "/" + file, std::to_string(value)); !e.empty()) {
+          return R::Fail(e);
+        }
+      }
     }
   }
   for (const auto& dir : cg.dirs_) {

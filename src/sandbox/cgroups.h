@@ -17,8 +17,8 @@ enum class CgroupMode { kNone, kV1, kV2 };
 struct CgroupLayout {
   CgroupMode mode = CgroupMode::kNone;
   std::string v2_base;  // v2: parent of execution cgroups, controllers enabled in its subtree
-  std::string v1_memory, v1_pids, v1_cpuacct;  // v1: parent per controller ("" = unavailable)
-  bool memory = false, pids = false, cpu_accounting = false;
+  std::string v1_memory, v1_pids, v1_cpuacct, v1_cpu;  // v1: parent per controller, "" = none
+  bool memory = false, pids = false, cpu_accounting = false, cpu_limit = false;
   std::vector<std::string> missing;  // one sentence per missing piece, with what to do
 
   std::string Describe() const;
@@ -38,6 +38,7 @@ void SweepStaleCgroups(const CgroupLayout& layout, long min_age_seconds = 60);
 struct CgroupLimits {
   uint64_t memory_bytes = 1024ull << 20;
   uint64_t max_processes = 64;
+  double cpus = 0;  // CPU bandwidth in cores (cpu.max / cfs quota); 0 = unlimited
 };
 
 struct CgroupStats {

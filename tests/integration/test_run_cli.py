@@ -187,3 +187,27 @@ def test_not_root_is_a_clear_codecell_failure(tmp_path):
                        capture_output=True, timeout=30)
     assert p.returncode == 1
     assert json.loads(p.stdout)["error"]["message"].startswith("codecell must run as root")
+
+
+CPU_SPIN = """
+import os, time
+def spin(seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
+pid = os.fork()
+spin(1.5)  # two processes spinning for 1.5 s of wall time each
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_cpu_limit_holds_a_busy_execution_to_its_share(run_json):
+    limited = run_json(CPU_SPIN, "--cpus", "0.5", "--timeout", "20")
+    assert limited["status"] == "ok", limited["error"]
+    wall, cpu = limited["execution_time"], limited["resources"]["cpu_time"]
+    # Half a core for ~1.5 s is ~0.75 s of CPU; two unthrottled spinners would burn ~3 s.
+    assert cpu <= 0.5 * wall * 1.3 + 0.2, f"cpu {cpu:.2f} s in {wall:.2f} s wall at --cpus 0.5"
+    unlimited = run_json(CPU_SPIN, "--cpus", "0", "--timeout", "20")
+    assert unlimited["resources"]["cpu_time"] > 0.5 * unlimited["execution_time"] * 1.3 + 0.2

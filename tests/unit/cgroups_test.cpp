@@ -30,9 +30,11 @@ TEST(CgroupV2, LimitsAndStatsOnAFakeTree) {
   EXPECT_TRUE(layout.pids);
   EXPECT_TRUE(layout.missing.empty());
 
-  auto cg = ExecutionCgroup::Create(layout, "exec1", {256ull << 20, 10});
+  EXPECT_TRUE(layout.cpu_limit);
+  auto cg = ExecutionCgroup::Create(layout, "exec1", {256ull << 20, 10, 0.5});
   ASSERT_TRUE(cg) << cg.error();
   std::string dir = tree.path() + "/exec1";
+  EXPECT_EQ(Get(dir + "/cpu.max"), "50000 100000");
   EXPECT_EQ(Get(dir + "/memory.max"), "268435456");
   EXPECT_EQ(Get(dir + "/pids.max"), "10");
   EXPECT_EQ(Get(dir + "/memory.oom.group"), "1");
@@ -54,10 +56,11 @@ TEST(CgroupV2, LimitsAndStatsOnAFakeTree) {
 
 TEST(CgroupV2, MissingControllersAreNamed) {
   TempDir tree;
-  Put(tree.path() + "/cgroup.controllers", "cpu io\n");
+  Put(tree.path() + "/cgroup.controllers", "io cpu\n");  // last word, no trailing space
   CgroupLayout layout = CgroupLayout::V2At(tree.path());
   EXPECT_FALSE(layout.memory);
   EXPECT_FALSE(layout.pids);
+  EXPECT_TRUE(layout.cpu_limit);
   ASSERT_EQ(layout.missing.size(), 2u);
   EXPECT_NE(layout.missing[0].find("memory"), std::string::npos);
   auto cg = ExecutionCgroup::Create(layout, "exec2", {});
@@ -75,22 +78,19 @@ TEST(CgroupV2, CreateFailsClearlyWhenTheBaseIsGone) {
 
 TEST(DetectCgroups, HybridHostUsesV1AndIgnoresAnEmptyUnifiedTree) {
   TempDir tree;
-  for (const char* c : {"memory", "pids", "cpuacct", "unified"}) {
+  for (const char* c : {"memory", "pids", "cpuacct", "cpu", "unified"}) {
     std::filesystem::create_directories(tree.path() + "/" + c + "/mine");
   }
   Put(tree.path() + "/unified/cgroup.controllers", "");
   std::string t = tree.path();
-  Put(t + "/mountinfo", "30 25 0:26 / " + t +
-                            "/unified rw - cgroup2 cgroup2 rw\n"
-                            "31 25 0:27 / " +
-                            t +
-                            "/memory rw - cgroup cgroup rw,memory\n"
-                            "32 25 0:28 / " +
-                            t +
-                            "/pids rw - cgroup cgroup rw,pids\n"
-                            "33 25 0:29 / " +
-                            t + "/cpuacct rw - cgroup cgroup rw,cpuacct\n");
-  Put(t + "/self", "4:memory:/mine\n8:pids:/mine\n2:cpuacct:/mine\n0::/\n");
+  std::string mountinfo = "30 25 0:26 / " + t + "/unified rw - cgroup2 cgroup2 rw\n";
+  int id = 31;
+  for (const char* c : {"memory", "pids", "cpuacct", "cpu"}) {
+    mountinfo +=
+        std::to_string(id++) + " 25 0:27 / " + t + "/" + c + " rw - cgroup cgroup rw," + c + "\n";
+  }
+  Put(t + "/mountinfo", mountinfo);
+  Put(t + "/self", "4:memory:/mine\n8:pids:/mine\n2:cpuacct:/mine\n1:cpu:/mine\n0::/\n");
   ::unsetenv("CODECELL_CGROUP_V2_BASE");
   CgroupLayout layout = DetectCgroups(t + "/mountinfo", t + "/self");
   EXPECT_EQ(layout.mode, CgroupMode::kV1);
@@ -98,11 +98,14 @@ TEST(DetectCgroups, HybridHostUsesV1AndIgnoresAnEmptyUnifiedTree) {
   EXPECT_EQ(layout.v1_memory, t + "/memory/mine/codecell");
   EXPECT_TRUE(std::filesystem::is_directory(layout.v1_pids));
 
-  auto cg = ExecutionCgroup::Create(layout, "e", {64ull << 20, 5});
+  EXPECT_TRUE(layout.cpu_limit) << layout.Describe();
+  auto cg = ExecutionCgroup::Create(layout, "e", {64ull << 20, 5, 1.5});
   ASSERT_TRUE(cg) << cg.error();
+  EXPECT_EQ(Get(layout.v1_cpu + "/e/cpu.cfs_quota_us"), "150000");
+  EXPECT_EQ(Get(layout.v1_cpu + "/e/cpu.cfs_period_us"), "100000");
   EXPECT_EQ(Get(layout.v1_memory + "/e/memory.limit_in_bytes"), "67108864");
   EXPECT_EQ(Get(layout.v1_pids + "/e/pids.max"), "5");
-  EXPECT_EQ(cg->procs_fds().size(), 3u);
+  EXPECT_EQ(cg->procs_fds().size(), 4u);
   Put(layout.v1_memory + "/e/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
   Put(layout.v1_memory + "/e/memory.max_usage_in_bytes", "999\n");
   Put(layout.v1_cpuacct + "/e/cpuacct.usage", "2500000000\n");

@@ -39,6 +39,7 @@ TEST_F(ConfigTest, DefaultsMatchTheSpec) {
   EXPECT_EQ(c->limits.timeout_seconds, 60);
   EXPECT_EQ(c->bounds.max_timeout_seconds, 300);
   EXPECT_GE(c->workers, 1u);
+  EXPECT_EQ(c->limits.cpus, 1.0);
 }
 
 TEST_F(ConfigTest, FileThenEnvironmentThenFlags) {
@@ -80,6 +81,11 @@ TEST_F(ConfigTest, BadValuesNameTheirKey) {
   auto c = LoadServiceConfig(flags);
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().find("files.lifetime_hours"), std::string::npos) << c.error();
+
+  flags.config_file = WriteToml("[executions]\ncpus = 0.05\n");
+  c = LoadServiceConfig(flags);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("cpus must be between"), std::string::npos) << c.error();
 
   flags.config_file = WriteToml("listen = [\n");
   c = LoadServiceConfig(flags);
