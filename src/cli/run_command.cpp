@@ -51,7 +51,11 @@ int Run(RunOptions& o) {
   if (o.code.empty() == o.code_file.empty()) {
     return Fail(o, "bad_request", "give the code either with -c CODE or as a FILE (not both)");
   }
-  if (!o.code_file.empty()) {
+  if (o.code_file == "-") {
+    std::ostringstream text;
+    text << std::cin.rdbuf();
+    o.code = text.str();
+  } else if (!o.code_file.empty()) {
     std::ifstream in(o.code_file, std::ios::binary);
     if (!in) return Fail(o, "bad_request", "cannot read " + o.code_file);
     std::ostringstream text;
@@ -152,7 +156,8 @@ std::function<int()> AddRunCommand(CLI::App& app) {
       "Run Python code once in the sandbox, no service needed. Exit code 0 when the run was "
       "carried out (whatever the code did), 1 when codecell could not run it, 2 for bad usage.");
   run->add_option("-c,--code", options->code, "the Python code to run");
-  run->add_option("file", options->code_file, "a file holding the Python code to run");
+  run->add_option("file", options->code_file,
+                  "a file holding the Python code to run (- reads it from stdin)");
   run->add_option("--file", options->files,
                   "a file to place in /mnt/data under its name (repeatable)");
   run->add_option("--timeout", options->limits.timeout_seconds,

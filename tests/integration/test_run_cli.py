@@ -211,3 +211,12 @@ def test_cpu_limit_holds_a_busy_execution_to_its_share(run_json):
     assert cpu <= 0.5 * wall * 1.3 + 0.2, f"cpu {cpu:.2f} s in {wall:.2f} s wall at --cpus 0.5"
     unlimited = run_json(CPU_SPIN, "--cpus", "0", "--timeout", "20")
     assert unlimited["resources"]["cpu_time"] > 0.5 * unlimited["execution_time"] * 1.3 + 0.2
+
+
+def test_code_from_stdin(tmp_path):
+    from conftest import require_root
+    require_root()
+    p = subprocess.run([BIN, "run", "--json", "--data-dir", str(tmp_path / "d"), "-"],
+                       input=b"print(6 * 7)\n", capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["output"] == "42\n"
