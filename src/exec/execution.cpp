@@ -259,12 +259,6 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
     if (!name) return R::Fail(name.error());
     runner_inputs.push_back({input.file_id, *name});
   }
-  for (auto [name, content] :
-       {std::pair<const char*, std::string>{"runner.py", runner::kRunnerSource},
-        {"code.py", request.code},
-        {"files.json", runner::FilesJson(runner_inputs)}}) {
-    if (auto s = workspace->WriteMeta(name, content); !s) return R::Fail(s.error());
-  }
 
   sandbox::ExecutionCgroup cgroup;
   if (env.cgroups.mode != sandbox::CgroupMode::kNone) {
@@ -277,10 +271,13 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
 
   sandbox::RootfsOptions rootfs;
   rootfs.root = workspace->root();
-  rootfs.overlay_lower = workspace->lower();
-  rootfs.overlay_upper = workspace->upper();
-  rootfs.overlay_work = workspace->overlay_work();
-  rootfs.meta_source = workspace->meta();
+  rootfs.overlay_dir = workspace->dir();
+  rootfs.overlay_lower = "lower";
+  rootfs.overlay_upper = "ws/upper";
+  rootfs.overlay_work = "ws/work";
+  rootfs.meta_files = {{"runner.py", runner::kRunnerSource},
+                       {"code.py", request.code},
+                       {"files.json", runner::FilesJson(runner_inputs)}};
   rootfs.tmp_bytes = limits.tmp_mb << 20;
   rootfs.uid = lease->uid();
   rootfs.gid = lease->gid();

@@ -57,7 +57,7 @@ Result<Workspace> Workspace::Create(const std::string& work_root, const std::str
   if (!w.lock_.valid() || ::flock(w.lock_.get(), LOCK_EX | LOCK_NB) != 0) {
     return R::Fail(ErrnoText("lock " + w.dir_));
   }
-  for (const char* sub : {"/root", "/lower", "/ws", "/meta"}) {
+  for (const char* sub : {"/root", "/lower", "/ws"}) {
     if (auto s = MakeDir(w.dir_ + sub, 0755); !s) return R::Fail(s.error());
   }
   std::string options = "size=" + std::to_string(workspace_bytes) + ",mode=0755";
@@ -121,22 +121,6 @@ Result<std::string> Workspace::AddInput(const std::string& host_path,
     return R::Fail(ErrnoText("chown input " + target));
   }
   return name;
-}
-
-Status Workspace::WriteMeta(const std::string& name, const std::string& content) {
-  std::string path = meta() + "/" + name;
-  sandbox::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) return Status::Fail(ErrnoText("create " + path));
-  const char* data = content.data();
-  size_t left = content.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd.get(), data, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Status::Fail(ErrnoText("write " + path));
-    data += n;
-    left -= static_cast<size_t>(n);
-  }
-  return sandbox::OkStatus();
 }
 
 void Workspace::SweepStale(const std::string& work_root, long min_age_seconds) {

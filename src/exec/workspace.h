@@ -18,7 +18,6 @@ using sandbox::Status;
 //   root/  empty mount point for the sandbox's root tmpfs (mounted only in the child's namespace)
 //   lower/ the input files under their display names: the read-only overlay layer
 //   ws/    a tmpfs of the workspace size holding upper/ (everything the code writes) and work/
-//   meta/  the runner, the user's code and the file map, bound read-only at /run/codecell
 // The workspace tmpfs is mounted in the supervisor's private mount namespace, so it vanishes with
 // the supervisor even if it crashes; the directory itself is removed when this object dies.
 class Workspace {
@@ -33,14 +32,12 @@ class Workspace {
   // Copies `host_path` into lower/ under `display_name`, or "name (2).ext" if taken. Returns the
   // name used.
   Result<std::string> AddInput(const std::string& host_path, const std::string& display_name);
-  Status WriteMeta(const std::string& name, const std::string& content);
 
   const std::string& dir() const { return dir_; }
   std::string root() const { return dir_ + "/root"; }
   std::string lower() const { return dir_ + "/lower"; }
   std::string upper() const { return dir_ + "/ws/upper"; }
   std::string overlay_work() const { return dir_ + "/ws/work"; }
-  std::string meta() const { return dir_ + "/meta"; }
 
   // Removes the directories of executions whose owner died (their lock is free), leaving alone
   // any younger than `min_age_seconds`.

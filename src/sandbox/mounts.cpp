@@ -191,7 +191,13 @@ Result<RootfsPlan> PlanRootfs(const RootfsOptions& o) {
   plan.tmp_path = Join(o.root, "/tmp");
   plan.data_path = Join(o.root, "/mnt/data");
   plan.meta_path = Join(o.root, "/run/codecell");
-  plan.meta_source = o.meta_source;
+  size_t meta_bytes = 0;
+  for (const auto& [name, content] : o.meta_files) {
+    plan.meta_files.push_back({plan.meta_path + "/" + name, content});
+    meta_bytes += content.size();
+  }
+  // A bind mount of a host directory would show its host path in /proc/self/mountinfo.
+  plan.meta_options = "size=" + std::to_string(meta_bytes + (256u << 10)) + ",mode=0755";
   for (const char* device : kDevices) {
     std::string host = std::string("/dev/") + device;
     struct stat st {};
@@ -204,6 +210,7 @@ Result<RootfsPlan> PlanRootfs(const RootfsOptions& o) {
                        {"/proc/self/fd/0", Join(o.root, "/dev/stdin")},
                        {"/proc/self/fd/1", Join(o.root, "/dev/stdout")},
                        {"/proc/self/fd/2", Join(o.root, "/dev/stderr")}};
+  plan.overlay_dir = o.overlay_dir;
   plan.overlay_options =
       "lowerdir=" + o.overlay_lower + ",upperdir=" + o.overlay_upper + ",workdir=" + o.overlay_work;
   plan.tmp_options = "size=" + std::to_string(o.tmp_bytes) + ",mode=1777";
@@ -275,11 +282,22 @@ SysResult BuildRootfsAndPivot(const RootfsPlan& p) {
     RETURN_IF_FAILED(CopyFileOwned(f.source.c_str(), f.path.c_str(), p.owner_uid, p.owner_gid));
   }
 
+  if (::chdir(p.overlay_dir.c_str()) != 0) return SysResult::FromErrno("chdir workspace");
   if (::mount("overlay", p.data_path.c_str(), "overlay", MS_NOSUID | MS_NODEV,
               p.overlay_options.c_str()) != 0) {
     return SysResult::FromErrno("mount /mnt/data overlay");
   }
-  RETURN_IF_FAILED(BindReadOnly(p.meta_source.c_str(), p.meta_path.c_str(), true));
+  if (::mount("tmpfs", p.meta_path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              p.meta_options.c_str()) != 0) {
+    return SysResult::FromErrno("mount /run/codecell tmpfs");
+  }
+  for (const auto& f : p.meta_files) {
+    RETURN_IF_FAILED(WriteWholeFile(f.path.c_str(), f.content.data(), f.content.size(), 0644));
+  }
+  if (::mount(nullptr, p.meta_path.c_str(), nullptr,
+              MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    return SysResult::FromErrno("remount /run/codecell read-only");
+  }
 
   if (::mount(nullptr, p.root.c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
               nullptr) != 0) {

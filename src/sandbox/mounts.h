@@ -38,8 +38,10 @@ struct RootfsPlan {
   std::string proc_path, dev_path, shm_path, tmp_path, data_path, meta_path;
   std::vector<Bind> devices;             // host device nodes bound into /dev
   std::vector<Symlink> dev_symlinks;     // created before /dev turns read-only
-  std::string meta_source;               // host dir of the runner's files, bound read-only
-  std::string overlay_options;           // lowerdir=...,upperdir=...,workdir=...
+  std::vector<File> meta_files;          // the runner's files, written into a read-only tmpfs
+  std::string meta_options;              // that tmpfs's size/mode
+  std::string overlay_dir;               // cwd while mounting the overlay (its paths are relative)
+  std::string overlay_options;           // lowerdir=...,upperdir=...,workdir=... (relative)
   std::string tmp_options, shm_options;  // tmpfs size/mode options
   std::vector<std::string> tmp_dirs;     // created inside /tmp, owned by the slot
   std::vector<SeedFile> tmp_seed_files;  // copied inside /tmp, owned by the slot
@@ -48,11 +50,14 @@ struct RootfsPlan {
 };
 
 struct RootfsOptions {
-  std::string root;           // empty host directory used as the mount point
-  std::string overlay_lower;  // host dir with the input files
-  std::string overlay_upper;  // host dir on the workspace tmpfs
-  std::string overlay_work;   // host dir on the workspace tmpfs
-  std::string meta_source;    // runner files
+  std::string root;  // empty host directory used as the mount point
+  // The overlay's layers, relative to overlay_dir: the kernel shows the options as given in
+  // /proc/self/mountinfo, and relative paths keep the host's layout out of the sandbox's sight.
+  std::string overlay_dir;
+  std::string overlay_lower;                                    // the input files
+  std::string overlay_upper;                                    // on the workspace tmpfs
+  std::string overlay_work;                                     // on the workspace tmpfs
+  std::vector<std::pair<std::string, std::string>> meta_files;  // name, content (runner files)
   unsigned long long tmp_bytes = 256ull << 20;
   unsigned long long shm_bytes = 64ull << 20;
   uid_t uid = 0;

@@ -93,6 +93,24 @@ def test_init_process_shows_nothing_of_the_supervisor(tmp_path):
     assert failed(p["mem"]), p["mem"]
 
 
+def test_mount_table_shows_nothing_of_the_host_layout(tmp_path):
+    """/proc/self/mountinfo lists every mount's source and options: the overlay's layers and the
+    runner's files must not name the host's data dir."""
+    data_dir = new_data_dir()
+    inp = tmp_path / "input.csv"
+    inp.write_text("x\n1\n")
+    res = run(prog(r'''
+        emit({"mountinfo": open("/proc/self/mountinfo").read(),
+              "mounts": open("/proc/self/mounts").read(),
+              "twin": open("/mnt/data/input.csv").read()})
+    '''), "--timeout", "15", files=[inp], data_dir=data_dir)
+    p = res.payload()
+    assert p["twin"] == "x\n1\n"
+    for table in ("mountinfo", "mounts"):
+        assert str(data_dir) not in p[table], p[table]
+        assert "/mnt/data" in p[table]  # the twin: the workspace is listed, by its inside path
+
+
 def test_proc_root_links_do_not_escape():
     """/proc/1/root, /proc/1/cwd and friends lead nowhere outside the sandbox."""
     res = run(prog(r'''
