@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "exec/execution.h"
 #include "exec/ids.h"
+#include "sandbox/file_io.h"
 
 namespace codecell::cli {
 namespace {
@@ -23,14 +24,6 @@ struct RunOptions {
   std::string data_dir;
   bool json = false;
 };
-
-void WriteAll(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n <= 0) return;  // our own stdout closed: nothing more to show
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-}
 
 int Fail(const RunOptions& o, const std::string& code, const std::string& message) {
   if (o.json) {
@@ -77,8 +70,9 @@ int Run(RunOptions& o) {
         {exec::NewRandomId("file_"), std::filesystem::path(path).filename().string(), path});
   }
   if (!o.json) {
-    request.on_stdout = [](std::string_view b) { WriteAll(1, b); };
-    request.on_stderr = [](std::string_view b) { WriteAll(2, b); };
+    // A closed stdout of our own only means nothing more is shown; the run goes on.
+    request.on_stdout = [](std::string_view b) { (void)sandbox::WriteAll(1, b); };
+    request.on_stderr = [](std::string_view b) { (void)sandbox::WriteAll(2, b); };
   }
   auto env = exec::ExecutionEnvironment::Prepare(o.data_dir);
   if (!env) return Fail(o, "internal", env.error());

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <iterator>
 
+#include "sandbox/file_io.h"
 #include "sandbox/unique_fd.h"
 
 extern char** environ;
@@ -47,17 +48,6 @@ Limits LimitsFromJson(const nlohmann::json& j) {
   l.max_generated_files = j.at("max_generated_files").get<size_t>();
   l.max_generated_file_bytes = j.at("max_generated_file_bytes").get<uint64_t>();
   return l;
-}
-
-bool WriteAll(int fd, const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
 }
 
 }  // namespace
@@ -109,7 +99,7 @@ Result<nlohmann::json> HelperProcesses::Run(const nlohmann::json& request) {
   in_read.reset();
   out_write.reset();
   std::string body = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  bool sent = WriteAll(in_write.get(), body);
+  bool sent = sandbox::WriteAll(in_write.get(), body);
   in_write.reset();
   std::string output;
   char buffer[65536];

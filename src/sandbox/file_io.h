@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "sandbox/sys_result.h"
 
@@ -8,6 +9,8 @@ namespace codecell::sandbox {
 
 // Small whole-file helpers for control files (cgroupfs, procfs). Parent side.
 SysResult WriteStringToFile(const std::string& path, const std::string& content);
+// Writes all of `data` to `fd`, retrying short writes and EINTR; false on any other failure.
+bool WriteAll(int fd, std::string_view data);
 // Reads at most `limit` bytes.
 Result<std::string> ReadFileToString(const std::string& path, size_t limit = 1 << 20);
 
