@@ -20,6 +20,7 @@ using nlohmann::json;
 using store::FileRecord;
 
 constexpr size_t kMaxJsonBody = 1u << 20;
+constexpr const char* kUserIdRule = "user_id is required: 1-128 characters of A-Z a-z 0-9 _ . : -";
 constexpr const char* kVersion = "0.2.0";
 
 thread_local std::chrono::steady_clock::time_point request_started;
@@ -44,6 +45,11 @@ void JsonOk(httplib::Response& res, int status, const json& body) {
   res.set_content(Dump(body), "application/json");
 }
 
+bool IsListOfStrings(const json& v) {
+  return v.is_array() &&
+         std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_string(); });
+}
+
 bool ValidUserId(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (unsigned char c : id) {
@@ -56,8 +62,7 @@ bool ValidUserId(const std::string& id) {
 std::optional<std::string> QueryUser(const httplib::Request& req, httplib::Response& res) {
   std::string id = req.get_param_value("user_id");
   if (!ValidUserId(id)) {
-    JsonError(res, 400, "bad_request",
-              "user_id is required: 1-128 characters of A-Z a-z 0-9 _ . : -");
+    JsonError(res, 400, "bad_request", kUserIdRule);
     return std::nullopt;
   }
   return id;
@@ -354,8 +359,7 @@ void Service::Routes() {
                        "long file name)");
     }
     if (!ValidUserId(user_id)) {
-      return JsonError(res, 400, "bad_request",
-                       "user_id is required: 1-128 characters of A-Z a-z 0-9 _ . : -");
+      return JsonError(res, 400, "bad_request", kUserIdRule);
     }
     if (!upload) return JsonError(res, 400, "bad_request", "the upload has no part named 'file'");
     auto stored = upload->Commit(user_id);
@@ -434,8 +438,7 @@ void Service::Routes() {
     }
     if (!j.contains("user_id") || !j["user_id"].is_string() ||
         !ValidUserId(j["user_id"].get<std::string>())) {
-      return JsonError(res, 400, "bad_request",
-                       "user_id is required: 1-128 characters of A-Z a-z 0-9 _ . : -");
+      return JsonError(res, 400, "bad_request", kUserIdRule);
     }
     const std::string user = j["user_id"];
     if (!j.contains("code") || !j["code"].is_string()) {
@@ -461,26 +464,20 @@ void Service::Routes() {
     }
     json failed_packages = json::array();
     if (j.contains("install_packages") && !j["install_packages"].is_null()) {
-      if (!j["install_packages"].is_array()) {
+      if (!IsListOfStrings(j["install_packages"])) {
         return JsonError(res, 400, "bad_request", "install_packages must be a list of names");
       }
       for (const auto& p : j["install_packages"]) {
-        if (!p.is_string()) {
-          return JsonError(res, 400, "bad_request", "install_packages must be a list of names");
-        }
         failed_packages.push_back(
             {{"name", p}, {"reason", "package installation is not available in this version"}});
       }
     }
     std::vector<FileRecord> inputs;
     if (j.contains("file_ids") && !j["file_ids"].is_null()) {
-      if (!j["file_ids"].is_array()) {
+      if (!IsListOfStrings(j["file_ids"])) {
         return JsonError(res, 400, "bad_request", "file_ids must be a list of file ids");
       }
       for (const auto& id : j["file_ids"]) {
-        if (!id.is_string()) {
-          return JsonError(res, 400, "bad_request", "file_ids must be a list of file ids");
-        }
         auto r = files_.Get(user, id.get<std::string>());
         if (!r) return JsonError(res, 404, "not_found", "no such file: " + id.get<std::string>());
         inputs.push_back(*r);

@@ -29,22 +29,7 @@ std::vector<std::string> Split(const std::string& s, char sep) {
   return out;
 }
 
-bool IsDir(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 bool Exists(const std::string& p) { return ::access(p.c_str(), F_OK) == 0; }
-
-bool MakeDirs(const std::string& path) {
-  std::string partial;
-  for (const auto& part : Split(path, '/')) {
-    if (part.empty()) continue;
-    partial += "/" + part;
-    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) return false;
-  }
-  return IsDir(path);
-}
 
 std::optional<uint64_t> ReadKey(const std::string& path, const std::string& key) {
   auto text = ReadFileToString(path);
@@ -181,7 +166,7 @@ CgroupLayout DetectCgroups(const std::string& mountinfo_path, const std::string&
     if (controllers && controllers->find("memory") != std::string::npos) {
       std::string base = v2_mount + "/codecell";
       std::vector<std::string> missing;
-      if (EnableV2Controllers(v2_mount, missing) && MakeDirs(base) &&
+      if (EnableV2Controllers(v2_mount, missing) && MakeDirs(base, 0755).ok() &&
           EnableV2Controllers(base, missing)) {
         layout = CgroupLayout::V2At(base);
         return layout;
@@ -199,8 +184,8 @@ CgroupLayout DetectCgroups(const std::string& mountinfo_path, const std::string&
         return false;
       }
       std::string base = m->second + own[controller] + "/codecell";
-      if (!MakeDirs(base)) {
-        layout.missing.push_back("cgroup v1: cannot create " + base + ": " + std::strerror(errno));
+      if (SysResult made = MakeDirs(base, 0755); !made.ok()) {
+        layout.missing.push_back("cgroup v1: cannot create " + base + ": " + Describe(made));
         return false;
       }
       out = base;

@@ -1,6 +1,7 @@
 #include "sandbox/file_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -17,6 +18,19 @@ SysResult WriteStringToFile(const std::string& path, const std::string& content)
   ssize_t n = ::write(fd.get(), content.data(), content.size());
   if (n < 0) return SysResult::FromErrno("write");
   if (static_cast<size_t>(n) != content.size()) return SysResult::Error(EIO, "short write");
+  return SysResult::Ok();
+}
+
+SysResult MakeDirs(const std::string& path, unsigned mode) {
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos != path.size() && path[pos] != '/') continue;
+    if (::mkdir(path.substr(0, pos).c_str(), mode) != 0 && errno != EEXIST) {
+      return SysResult::FromErrno("mkdir");
+    }
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return SysResult::FromErrno("stat");
+  if (!S_ISDIR(st.st_mode)) return SysResult::Error(ENOTDIR, "mkdir");
   return SysResult::Ok();
 }
 

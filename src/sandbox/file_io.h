@@ -9,6 +9,8 @@ namespace codecell::sandbox {
 
 // Small whole-file helpers for control files (cgroupfs, procfs). Parent side.
 SysResult WriteStringToFile(const std::string& path, const std::string& content);
+// mkdir -p: creates `path` and its missing parents with `mode`; ok when it already exists.
+SysResult MakeDirs(const std::string& path, unsigned mode);
 // Writes all of `data` to `fd`, retrying short writes and EINTR; false on any other failure.
 bool WriteAll(int fd, std::string_view data);
 // Reads at most `limit` bytes.

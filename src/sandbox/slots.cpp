@@ -7,18 +7,14 @@
 #include <cstring>
 #include <random>
 
+#include "sandbox/file_io.h"
+
 namespace codecell::sandbox {
 
 Result<SlotLease> SlotLease::Acquire(const SlotConfig& config) {
   using R = Result<SlotLease>;
-  std::string partial;
-  for (size_t pos = 1; pos <= config.lock_dir.size(); ++pos) {
-    if (pos == config.lock_dir.size() || config.lock_dir[pos] == '/') {
-      partial = config.lock_dir.substr(0, pos);
-      if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
-        return R::Fail("cannot create " + partial + ": " + std::strerror(errno));
-      }
-    }
+  if (SysResult made = MakeDirs(config.lock_dir, 0700); !made.ok()) {
+    return R::Fail("cannot create " + config.lock_dir + ": " + Describe(made));
   }
   // Start at a random slot so that concurrent starters rarely contend for the same lock.
   std::random_device rd;
