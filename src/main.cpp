@@ -29,6 +29,7 @@ int main(int argc, char** argv, char** envp) {
   auto serve = codecell::cli::AddServeCommand(app);
   auto cleanup = codecell::cli::AddCleanupCommand(app);
   auto execute = codecell::cli::AddExecuteHelperCommand(app);
+  auto zygote = codecell::cli::AddZygoteCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -40,5 +41,6 @@ int main(int argc, char** argv, char** envp) {
   if (app.got_subcommand("serve")) return serve();
   if (app.got_subcommand("cleanup")) return cleanup();
   if (app.got_subcommand("__execute")) return execute();
+  if (app.got_subcommand("zygote")) return zygote();
   return 2;
 }

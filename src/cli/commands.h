@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+#include <vector>
 
 namespace codecell::cli {
 
@@ -12,6 +14,10 @@ std::function<int()> AddStatusCommand(CLI::App& app);
 std::function<int()> AddServeCommand(CLI::App& app);
 std::function<int()> AddCleanupCommand(CLI::App& app);
 std::function<int()> AddExecuteHelperCommand(CLI::App& app);
+std::function<int()> AddZygoteCommand(CLI::App& app);
+
+// "a, b,c" -> {"a", "b", "c"} (empty items dropped).
+std::vector<std::string> SplitList(const std::string& text);
 
 // The data directory: --data-dir, else $CODECELL_DATA_DIR, else /var/lib/codecell.
 std::string DefaultDataDir();

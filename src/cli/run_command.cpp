@@ -22,6 +22,7 @@ struct RunOptions {
   exec::Limits limits;
   std::string output_dir;
   std::string data_dir;
+  std::string zygote_socket;
   bool json = false;
 };
 
@@ -76,6 +77,11 @@ int Run(RunOptions& o) {
   }
   auto env = exec::ExecutionEnvironment::Prepare(o.data_dir);
   if (!env) return Fail(o, "internal", env.error());
+  env->zygote_socket = o.zygote_socket;
+  // Tests that must exercise the warm path set this, so that a silent fall back to a cold
+  // interpreter cannot make them pass.
+  const char* require_warm = std::getenv("CODECELL_REQUIRE_WARM");
+  env->require_warm = require_warm != nullptr && std::string(require_warm) == "1";
   if (!env->cgroups.missing.empty() && !o.json) {
     std::cerr << "codecell: warning: " << env->cgroups.Describe() << "\n";
   }
@@ -170,6 +176,10 @@ std::function<int()> AddRunCommand(CLI::App& app) {
   run->add_option("--data-dir", options->data_dir,
                   "codecell's state directory (default $CODECELL_DATA_DIR or /var/lib/codecell)");
   run->add_flag("--json", options->json, "print the execution result as one JSON object");
+  if (const char* socket = std::getenv("CODECELL_ZYGOTE_SOCKET")) options->zygote_socket = socket;
+  run->add_option("--zygote", options->zygote_socket,
+                  "run on a warm interpreter of the zygote at this socket (`codecell zygote`; "
+                  "default $CODECELL_ZYGOTE_SOCKET), falling back to a fresh one if it is gone");
   return [options] { return Run(*options); };
 }
 

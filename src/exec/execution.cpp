@@ -18,6 +18,7 @@
 #include "exec/ids.h"
 #include "exec/output_capture.h"
 #include "exec/workspace.h"
+#include "exec/zygote_client.h"
 #include "runner/runner_files.h"
 #include "sandbox/sandbox.h"
 
@@ -98,7 +99,7 @@ Supervision Supervise(const sandbox::SandboxProcess& process, int out_fd, int er
   bool final_drain = false;  // past the deadline (or killed): only collecting what is left
   auto stop_by = deadline;
   auto kill_all = [&] {
-    ::kill(process.pid, SIGKILL);  // pid 1 of the namespace: the kernel kills all inside
+    process.Kill();  // pid 1 of the namespace: the kernel kills all inside
     cgroup.KillAll();
     final_drain = true;
     stop_by = Clock::now() + kDrainAfterKill;
@@ -153,8 +154,24 @@ Supervision Supervise(const sandbox::SandboxProcess& process, int out_fd, int er
     }
   }
   // Anything still open here means we gave up waiting: make sure nothing inside survives.
-  if (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[2].fd >= 0) ::kill(process.pid, SIGKILL);
+  if (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[2].fd >= 0) process.Kill();
   return w;
+}
+
+// Waits until the sandbox's init is gone. Our own child is reaped here; a warm child is the
+// zygote's to reap, and its pidfd turns readable once it has exited.
+void AwaitEnd(const sandbox::SandboxProcess& process, rusage& usage) {
+  if (process.is_our_child()) {
+    int status = 0;
+    while (::wait4(process.pid, &status, 0, &usage) < 0 && errno == EINTR) {
+    }
+    return;
+  }
+  pollfd pfd{process.pidfd.get(), POLLIN, 0};
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (::poll(&pfd, 1, 5000) > 0) return;
+    process.Kill();
+  }
 }
 
 }  // namespace
@@ -208,6 +225,7 @@ nlohmann::json ExecutionResult::ToJson() const {
           {"truncated", {{"output", output_truncated}, {"error", error_truncated}}},
           {"generated_files", generated},
           {"skipped_files", skipped},
+          {"interpreter", interpreter},
           {"installed_packages", json::array()},
           {"failed_packages", json::array()},
           {"resources",
@@ -311,7 +329,16 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   sandbox::SandboxReport report;
 
   const auto start = Clock::now();
-  auto launched = sandbox::LaunchSandbox(spec);
+  Result<sandbox::SandboxProcess> launched = Result<sandbox::SandboxProcess>::Fail("");
+  if (!env.zygote_socket.empty()) {
+    launched = LaunchWarmSandbox(env.zygote_socket, spec);
+    if (launched) {
+      result.interpreter = "warm";
+    } else if (env.require_warm) {
+      return R::Fail("no warm interpreter (required): " + launched.error());
+    }
+  }
+  if (!launched) launched = sandbox::LaunchSandbox(spec);
   out->write.reset();
   err->write.reset();
   if (!launched) return R::Fail(launched.error());
@@ -325,10 +352,8 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   const bool timed_out = watched.timed_out, cancelled = watched.cancelled;
   const std::string& poll_error = watched.poll_error;
   const Clock::time_point exited_at = watched.exited_at;
-  int init_status = 0;
   rusage usage{};
-  while (::wait4(process.pid, &init_status, 0, &usage) < 0 && errno == EINTR) {
-  }
+  AwaitEnd(process, usage);
   auto end = report.exited ? exited_at : Clock::now();
   result.execution_time = std::chrono::duration<double>(end - start).count();
   stdout_capture.Finish();
@@ -344,11 +369,17 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
 
   sandbox::CgroupStats stats = cgroup.ReadStats();
   result.cpu_time = stats.cpu_seconds;
+  if (!result.cpu_time && report.exited && report.cpu_usec > 0) {
+    result.cpu_time = static_cast<double>(report.cpu_usec) / 1e6;
+  }
   if (!result.cpu_time) {
     result.cpu_time = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                       static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   }
   result.peak_memory_bytes = stats.peak_memory_bytes;
+  if (!result.peak_memory_bytes && report.max_rss_kb > 0) {
+    result.peak_memory_bytes = report.max_rss_kb * 1024;
+  }
   if (!result.peak_memory_bytes) {
     result.peak_memory_bytes = static_cast<uint64_t>(usage.ru_maxrss) * 1024;
   }

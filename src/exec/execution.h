@@ -83,6 +83,8 @@ struct ExecutionResult {
   std::vector<SkippedGeneratedFile> skipped_files;
   std::optional<double> cpu_time;
   std::optional<uint64_t> peak_memory_bytes;
+  // "warm": a pre-forked child of the zygote ran it; "cold": a fresh interpreter.
+  std::string interpreter = "cold";
 
   bool success() const { return status == "ok" && return_code == 0; }
   nlohmann::json ToJson() const;
@@ -96,6 +98,11 @@ struct ExecutionEnvironment {
   sandbox::SeccompProgram seccomp;
   sandbox::SlotConfig slots;
   std::vector<std::pair<std::string, std::string>> tmp_seed_files;
+  // Warm interpreters: the zygote's socket (empty: always cold). When the zygote cannot be reached
+  // the execution runs cold, unless require_warm, which makes it fail instead (tests use that to
+  // prove which path they exercised).
+  std::string zygote_socket;
+  bool require_warm = false;
 
   // Needs root. Enters a private mount namespace (call before starting threads), detects cgroups,
   // compiles the seccomp filter, builds matplotlib's font cache, sweeps leftovers of dead runs.

@@ -473,5 +473,59 @@ def _main():
         raise SystemExit(status)
 
 
+def _warm_main():
+    """Entry point of a warm child of the zygote (src/runner/zygote.cpp), once it is confined.
+
+    Runs the code as `python3 runner.py` would, then ends the process as the interpreter's own exit
+    would (threads joined, atexit handlers, streams flushed), without tearing down the preloaded
+    modules, which only costs time in a process about to vanish.
+    """
+    import os
+    import sys
+
+    main = _main  # _main clears this module's globals
+    # `random` reseeds itself in its at-fork hook; numpy's global RandomState has no such hook, so
+    # every child would otherwise draw the zygote's sequence.
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        try:
+            numpy.random.seed()
+        except Exception:
+            pass
+    status = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code
+        if code is None:
+            status = 0
+        elif isinstance(code, int):
+            status = code
+        else:
+            try:
+                print(code, file=sys.stderr)
+            except Exception:
+                pass
+            status = 1
+    except BaseException:
+        status = 1
+    try:
+        import threading
+        threading._shutdown()
+    except BaseException:
+        pass
+    try:
+        import atexit
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os._exit(status & 0xFF)
+
+
 if __name__ == "__main__":
     _main()

@@ -12,6 +12,10 @@ namespace codecell::sandbox {
 inline constexpr int kCloneNamespaces =
     CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
 
+// A zygote's warm child is cloned into these; it copies a mount namespace (the supervisor's, where
+// the workspace is mounted) only when it is handed an execution. See EnterMountNamespaceCopy.
+inline constexpr int kWarmChildNamespaces = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+
 // Every CLONE_NEW* flag; seccomp refuses clone() with any of them.
 inline constexpr unsigned long kAllNamespaceFlags[] = {
     CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
@@ -21,7 +25,17 @@ inline constexpr unsigned long kAllNamespaceFlags[] = {
 // Returns the child's pid (in the caller's pid namespace) or -errno.
 pid_t CloneIntoNamespaces(int (*fn)(void*), void* arg, void* stack_top);
 
+// fork(2)-like raw clone into `flags` namespaces: returns 0 in the child, the child's pid in the
+// parent, or -errno. No glibc fork handlers run, so the caller must be single-threaded (the
+// zygote checks). glibc's cached TID of the child's main thread keeps the parent's value; glibc
+// uses the kernel's gettid for raise() and abort(), so what reads the stale copy is only mutex
+// ownership, which stays self-consistent.
+pid_t ForkIntoNamespaces(int flags);
+
 // Post-fork steps (allocate nothing).
+// setns into `mount_ns_fd`, then unshare(CLONE_NEWNS): a private copy of that namespace; nothing
+// mounted afterwards reaches the original.
+SysResult EnterMountNamespaceCopy(int mount_ns_fd);
 SysResult EnterNewCgroupNamespace();
 SysResult SetSandboxHostname(const char* hostname);
 

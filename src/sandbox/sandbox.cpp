@@ -18,7 +18,6 @@ namespace codecell::sandbox {
 namespace {
 
 constexpr size_t kChildStackBytes = 1 << 20;
-constexpr int kReportFd = 3;
 
 // Pointers the child reads; built before clone so that the child allocates nothing.
 struct LaunchContext {
@@ -28,27 +27,18 @@ struct LaunchContext {
   int report_fd;
 };
 
-void WriteReport(int fd, uint32_t kind, int err, int wait_status, const char* step) {
-  ReportRecord record;
-  record.kind = kind;
-  record.err = err;
-  record.wait_status = wait_status;
-  std::strncpy(record.step, step, sizeof record.step - 1);
-  ssize_t ignored = ::write(fd, &record, sizeof record);
-  (void)ignored;
-}
-
 [[noreturn]] void FailSetup(int fd, const SysResult& r) {
   WriteReport(fd, ReportRecord::kSetupFailed, r.err, 0, r.what);
   ::_exit(126);
 }
 
-// A parent may block signals (the service blocks SIGTERM to read it from a signalfd) or ignore
-// them (SIGPIPE); both would survive exec into the tenant's interpreter.
-SysResult ResetSignals() {
+// A parent may block signals (the service blocks SIGTERM to read it from a signalfd; the zygote
+// SIGCHLD) or ignore them (SIGPIPE); both would survive exec into the tenant's interpreter.
+SysResult ResetSignals(bool handlers_too) {
   sigset_t none;
   sigemptyset(&none);
   if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) return SysResult::FromErrno("sigprocmask");
+  if (!handlers_too) return SysResult::Ok();
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     ::signal(sig, SIG_DFL);  // fails harmlessly for the numbers glibc reserves
@@ -96,11 +86,12 @@ SysResult ArrangeStdio(int stdout_fd, int stderr_fd, int report_fd) {
   ::close(2);
   for (;;) {
     int status = 0;
-    pid_t pid = ::waitpid(-1, &status, 0);
+    struct rusage usage {};
+    pid_t pid = ::wait4(-1, &status, 0, &usage);
     if (pid < 0 && errno == EINTR) continue;
     if (pid == child || pid < 0) {
       WriteReport(kReportFd, ReportRecord::kExited, 0, pid == child ? status : 0,
-                  pid == child ? "exited" : "lost the interpreter");
+                  pid == child ? "exited" : "lost the interpreter", pid == child ? &usage : nullptr);
       // Returning from pid 1 makes the kernel SIGKILL everything left in the namespace.
       ::_exit(0);
     }
@@ -109,26 +100,60 @@ SysResult ArrangeStdio(int stdout_fd, int stderr_fd, int report_fd) {
 
 int SandboxChildMain(void* arg) {
   const LaunchContext& ctx = *static_cast<const LaunchContext*>(arg);
-  const SandboxSpec& spec = *ctx.spec;
-  const int report = ctx.report_fd;
-  SysResult r;
-  if (!(r = ResetSignals()).ok()) FailSetup(report, r);
-  ScrubProcessStrings();
-  if (!(r = JoinCgroups(spec.cgroup_procs_fds)).ok()) FailSetup(report, r);
-  if (!(r = EnterNewCgroupNamespace()).ok()) FailSetup(report, r);
-  if (::setsid() < 0) FailSetup(report, SysResult::FromErrno("setsid"));
-  if (!(r = BuildRootfsAndPivot(spec.rootfs)).ok()) FailSetup(report, r);
-  if (!(r = SetSandboxHostname(spec.hostname.c_str())).ok()) FailSetup(report, r);
-  if (!(r = DropToSlot(spec.uid, spec.gid)).ok()) FailSetup(report, r);
-  if (!(r = ApplyRlimits(spec.rlimits)).ok()) FailSetup(report, r);
-  if (!(r = ArrangeStdio(spec.stdout_fd, spec.stderr_fd, report)).ok()) FailSetup(report, r);
-  if (!(r = CloseFdsFrom(kReportFd + 1)).ok()) FailSetup(kReportFd, r);
-  if (!(r = SetNoNewPrivs()).ok()) FailSetup(kReportFd, r);
-  if (!(r = InstallSeccomp(*spec.seccomp)).ok()) FailSetup(kReportFd, r);
+  int report = ctx.report_fd;
+  SysResult r = Confine(*ctx.spec, {.report_fd = ctx.report_fd}, report);
+  if (!r.ok()) FailSetup(report, r);
   RunInit(ctx);
 }
 
 }  // namespace
+
+void WriteReport(int fd, uint32_t kind, int err, int wait_status, const char* step,
+                 const struct rusage* usage) {
+  ReportRecord record;
+  record.kind = kind;
+  record.err = err;
+  record.wait_status = wait_status;
+  if (usage != nullptr) {
+    record.cpu_usec = static_cast<uint64_t>(usage->ru_utime.tv_sec + usage->ru_stime.tv_sec) *
+                          1000000u +
+                      static_cast<uint64_t>(usage->ru_utime.tv_usec + usage->ru_stime.tv_usec);
+    record.max_rss_kb = static_cast<uint32_t>(usage->ru_maxrss);
+  }
+  std::strncpy(record.step, step, sizeof record.step - 1);
+  ssize_t ignored = ::write(fd, &record, sizeof record);
+  (void)ignored;
+}
+
+SysResult Confine(const SandboxSpec& spec, const ConfineContext& context, int& report_fd) {
+  report_fd = context.report_fd;
+  SysResult r;
+  if (!(r = ResetSignals(context.reset_signal_handlers)).ok()) return r;
+  ScrubProcessStrings();
+  if (!(r = JoinCgroups(spec.cgroup_procs_fds)).ok()) return r;
+  if (!(r = EnterNewCgroupNamespace()).ok()) return r;
+  if (::setsid() < 0) return SysResult::FromErrno("setsid");
+  if (context.mount_ns_fd >= 0 && !(r = EnterMountNamespaceCopy(context.mount_ns_fd)).ok()) {
+    return r;
+  }
+  if (!(r = BuildRootfsAndPivot(spec.rootfs)).ok()) return r;
+  if (!(r = SetSandboxHostname(spec.hostname.c_str())).ok()) return r;
+  if (!(r = DropToSlot(spec.uid, spec.gid)).ok()) return r;
+  if (!(r = ApplyRlimits(spec.rlimits)).ok()) return r;
+  if (!(r = ArrangeStdio(spec.stdout_fd, spec.stderr_fd, report_fd)).ok()) return r;
+  report_fd = kReportFd;
+  if (!(r = CloseFdsFrom(kReportFd + 1)).ok()) return r;
+  if (!(r = SetNoNewPrivs()).ok()) return r;
+  return InstallSeccomp(*spec.seccomp);
+}
+
+void SandboxProcess::Kill() const {
+  if (pidfd.valid()) {
+    ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  } else if (pid > 0) {
+    ::kill(pid, SIGKILL);
+  }
+}
 
 Result<SandboxProcess> LaunchSandbox(const SandboxSpec& spec) {
   using R = Result<SandboxProcess>;
@@ -181,6 +206,8 @@ bool ConsumeReports(int report_fd, SandboxReport& report) {
       case ReportRecord::kExited:
         report.exited = true;
         report.wait_status = record.wait_status;
+        report.cpu_usec = record.cpu_usec;
+        report.max_rss_kb = record.max_rss_kb;
         break;
       default:
         report.setup_error = "unknown report record";

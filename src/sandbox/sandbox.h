@@ -1,5 +1,6 @@
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -35,8 +36,11 @@ struct ReportRecord {
   uint32_t kind = 0;
   int32_t err = 0;
   int32_t wait_status = 0;
-  char step[116] = {};
+  uint32_t max_rss_kb = 0;  // of the interpreter, when the writer knows it (else 0)
+  uint64_t cpu_usec = 0;    // user + system time of the interpreter (kExited), when known
+  char step[104] = {};
 };
+static_assert(sizeof(ReportRecord) <= 128);
 
 // What the parent learnt from the report pipe.
 struct SandboxReport {
@@ -44,18 +48,48 @@ struct SandboxReport {
   std::string exec_error;   // non-empty: the interpreter could not be started
   bool exited = false;      // the user's process ended and `wait_status` is its status
   int wait_status = 0;
+  uint64_t cpu_usec = 0, max_rss_kb = 0;  // 0 when the reporter did not know them
 };
 
 struct SandboxProcess {
   pid_t pid = -1;   // the sandbox's init (pid 1 inside); killing it ends every process inside
   UniqueFd report;  // read end of the report pipe
+  // Set when the init is not our child (a warm child of the zygote): signals go through this
+  // pidfd (no pid-reuse race), it turns readable once the init is gone, and the zygote reaps it.
+  UniqueFd pidfd;
+
+  bool is_our_child() const { return !pidfd.valid(); }
+  void Kill() const;
 };
 
-// Clones the sandbox child. Inside, in this order: default signal mask and handlers → join cgroups
-// → cgroup namespace → new session → mounts and pivot_root → hostname → slot uid → rlimits → stdio
-// and closing every other fd → no_new_privs → seccomp; then the child, as pid 1 of its pid
-// namespace, forks the interpreter and reaps until the interpreter exits, which ends the namespace
-// and every process in it.
+// How the current process enters the sandbox (see Confine).
+struct ConfineContext {
+  int report_fd = -1;  // write end of the report pipe; moved to fd 3
+  // -1: the process was cloned with CLONE_NEWNS. Otherwise a mount namespace to copy (setns, then
+  // unshare): a warm child still shares the zygote's namespace, while the workspace's mounts live
+  // in the supervisor's.
+  int mount_ns_fd = -1;
+  // A cold sandbox resets every handler before exec; a warm child keeps the ones CPython set up
+  // (the same as a fresh `python3`: SIGINT raises KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored).
+  bool reset_signal_handlers = true;
+};
+
+// The isolation steps, in this order: default signal mask → join cgroups → cgroup namespace → new
+// session → mounts and pivot_root → hostname → slot uid → rlimits → stdio (0-2) and the report
+// pipe (3) → close every other fd → no_new_privs → seccomp. Allocates nothing. `report_fd`
+// follows the report pipe (it becomes 3), so that a failure can be reported on it.
+SysResult Confine(const SandboxSpec& spec, const ConfineContext& context, int& report_fd);
+
+inline constexpr int kReportFd = 3;
+
+// Post-fork: one record on the report pipe (async-signal-safe). `usage` (optional) fills the
+// interpreter's CPU time and peak RSS.
+void WriteReport(int fd, uint32_t kind, int err, int wait_status, const char* step,
+                 const struct rusage* usage = nullptr);
+
+// Clones the sandbox child into fresh namespaces; it runs Confine, then, as pid 1 of its pid
+// namespace, forks and execs the interpreter and reaps until the interpreter exits, which ends the
+// namespace and every process in it.
 Result<SandboxProcess> LaunchSandbox(const SandboxSpec& spec);
 
 // Reads whatever records are available; returns false at end of file.

@@ -1,0 +1,534 @@
+// Python.h first, as CPython asks.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+// clang-format off
+#include "runner/zygote.h"
+// clang-format on
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "runner/runner_files.h"
+#include "sandbox/fd_passing.h"
+#include "sandbox/fds.h"
+#include "sandbox/file_io.h"
+#include "sandbox/namespaces.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/seccomp_filter.h"
+#include "sandbox/spec_wire.h"
+
+namespace codecell::runner {
+namespace {
+
+using nlohmann::json;
+using sandbox::UniqueFd;
+
+// Measured idle child cost is about 1-3 MiB of unshared memory (docs/benchmarks.md); the pool is
+// clamped so that idle children at this generous estimate use at most a quarter of MemAvailable.
+constexpr uint64_t kIdleChildBudgetBytes = 16ull << 20;
+constexpr size_t kMaxPool = 64;
+// Descriptor numbers a warm child keeps while it waits: its channel and the report pipe.
+constexpr int kChildChannelFd = 3;
+constexpr int kChildReportFd = 4;
+
+void Log(const std::string& message) {
+  std::string line = json{{"component", "zygote"}, {"pid", ::getpid()}, {"message", message}}.dump(
+                         -1, ' ', false, json::error_handler_t::replace) +
+                     "\n";
+  sandbox::WriteAll(2, line);
+}
+
+size_t CountThreads() {
+  size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] != '.') ++n;
+    }
+    ::closedir(d);
+  }
+  return n;
+}
+
+uint64_t MemAvailableBytes() {
+  auto text = sandbox::ReadFileToString("/proc/meminfo");
+  if (!text) return 0;
+  auto pos = text->find("MemAvailable:");
+  if (pos == std::string::npos) return 0;
+  return std::strtoull(text->c_str() + pos + 13, nullptr, 10) * 1024;
+}
+
+uint64_t VirtualSizeBytes() {
+  auto text = sandbox::ReadFileToString("/proc/self/statm");
+  if (!text) return 0;
+  return std::strtoull(text->c_str(), nullptr, 10) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// The zygote's own /tmp: the preloads see the same MPLCONFIGDIR (/tmp/.matplotlib, seeded with
+// the font cache) as each sandbox's /tmp, so the paths matplotlib remembers are valid inside.
+sandbox::Status PrivateTmp(const std::string& data_dir) {
+  if (::unshare(CLONE_NEWNS) != 0) return sandbox::Status::Fail("unshare(CLONE_NEWNS) failed");
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    return sandbox::Status::Fail("cannot make the zygote's mounts private");
+  }
+  if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777") != 0) {
+    return sandbox::Status::Fail(std::string("mount /tmp: ") + std::strerror(errno));
+  }
+  std::string mpl = std::string("/tmp") + kMatplotlibDirInTmp;
+  sandbox::MakeDirs(mpl, 0700);
+  for (const auto& [host, inside] : PrepareMatplotlibCache(data_dir + "/cache/matplotlib")) {
+    auto content = sandbox::ReadFileToString(host, 64u << 20);
+    if (content) sandbox::WriteStringToFile("/tmp" + inside, *content);
+  }
+  return sandbox::OkStatus();
+}
+
+// Same flags as `python3 -I -B -u` (see InterpreterArgv), with the environment already replaced
+// by InterpreterEnv, so that a warm execution sees what a cold one sees.
+sandbox::Status StartPython() {
+  PyPreConfig pre;
+  PyPreConfig_InitPythonConfig(&pre);
+  pre.isolated = 1;
+  pre.use_environment = 0;
+  PyStatus status = Py_PreInitialize(&pre);
+  if (PyStatus_Exception(status)) return sandbox::Status::Fail("Py_PreInitialize failed");
+  PyConfig config;
+  PyConfig_InitPythonConfig(&config);
+  config.isolated = 1;
+  config.use_environment = 0;
+  config.user_site_directory = 0;
+  config.safe_path = 1;
+  config.write_bytecode = 0;
+  config.buffered_stdio = 0;
+  config.install_signal_handlers = 1;
+  config.parse_argv = 0;
+  char* argv[] = {const_cast<char*>(kSystemPython), nullptr};
+  status = PyConfig_SetBytesArgv(&config, 1, argv);
+  if (!PyStatus_Exception(status)) {
+    status = PyConfig_SetBytesString(&config, &config.program_name, kSystemPython);
+  }
+  if (!PyStatus_Exception(status)) {
+    status = PyConfig_SetBytesString(&config, &config.executable, kSystemPython);
+  }
+  if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(status)) {
+    return sandbox::Status::Fail(std::string("cannot start the embedded interpreter: ") +
+                                 (status.err_msg ? status.err_msg : "unknown error"));
+  }
+  return sandbox::OkStatus();
+}
+
+// Imports and exercises the preloads: pandas and matplotlib import much of themselves lazily, on
+// first use, so a bare import would leave that cost to every execution.
+constexpr const char* kWarmUpScript = R"PY(
+import gc, importlib, io, sys, time
+_report = {"preloaded": [], "failed": {}}
+for _name in __codecell_preload:
+    try:
+        importlib.import_module(_name)
+        _report["preloaded"].append(_name)
+    except Exception as _e:
+        _report["failed"][_name] = f"{type(_e).__name__}: {_e}"
+
+def _warm():
+    m = sys.modules
+    if "numpy" in m:
+        import numpy as np
+        np.arange(10).sum()
+        np.random.default_rng(0).random(4)
+    if "pandas" in m:
+        import pandas as pd
+        df = pd.read_csv(io.StringIO("a,b,c,d\n1,2.5,x,2024-01-01\n3,4.5,y,2024-02-01\n"),
+                         parse_dates=["d"])
+        df.describe(); df.describe(include="all"); df.info(buf=io.StringIO())
+        repr(df); str(df.head()); df.to_string(); df.groupby("c").sum(numeric_only=True)
+        df.to_csv(io.StringIO()); df.resample("M", on="d").sum(numeric_only=True)
+    if "matplotlib" in m:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots()
+        ax.plot([1, 2, 3], [1, 4, 9], label="x"); ax.bar([1, 2], [3, 4])
+        ax.set_title("warm"); ax.set_xlabel("x"); ax.legend()
+        fig.savefig(io.BytesIO(), format="png")
+        plt.close("all")
+    if "seaborn" in m and "pandas" in m:
+        import seaborn as sns, pandas as pd, matplotlib.pyplot as plt
+        sns.histplot(pd.DataFrame({"v": [1, 2, 2, 3]}), x="v")
+        plt.close("all")
+    if "scipy.stats" in m:
+        import scipy.stats as st
+        st.norm.cdf(0.5); st.pearsonr([1, 2, 3], [2, 4, 7])
+
+try:
+    _warm()
+except Exception as _e:
+    _report["failed"]["warm-up"] = f"{type(_e).__name__}: {_e}"
+del _warm
+)PY";
+
+struct Interpreter {
+  PyObject* warm_main = nullptr;  // runner.py's _warm_main, called in each child
+  json report;
+};
+
+sandbox::Result<Interpreter> Preload(const std::vector<std::string>& preload) {
+  using R = sandbox::Result<Interpreter>;
+  PyObject* main_module = PyImport_AddModule("__main__");  // borrowed
+  PyObject* globals = PyModule_GetDict(main_module);        // borrowed
+  std::string setup = "__codecell_preload = " + json(preload).dump() + "\n";
+  if (PyRun_SimpleString(setup.c_str()) != 0 || PyRun_SimpleString(kWarmUpScript) != 0) {
+    return R::Fail("the warm-up script failed");
+  }
+  Interpreter interpreter;
+  PyObject* report = PyRun_String("__import__('json').dumps(_report)", Py_eval_input, globals,
+                                  globals);
+  if (report != nullptr) {
+    interpreter.report = json::parse(PyUnicode_AsUTF8(report), nullptr, false);
+    Py_DECREF(report);
+  }
+  // The runner becomes a module of its own (not __main__), compiled under the path it has inside
+  // the sandbox so that tracebacks look the same as in a cold execution.
+  PyObject* code = Py_CompileString(kRunnerSource, "/run/codecell/runner.py", Py_file_input);
+  if (code == nullptr) {
+    PyErr_Print();
+    return R::Fail("cannot compile the runner");
+  }
+  PyObject* module = PyImport_ExecCodeModuleEx("_codecell_runner", code, "/run/codecell/runner.py");
+  Py_DECREF(code);
+  if (module == nullptr) {
+    PyErr_Print();
+    return R::Fail("cannot load the runner");
+  }
+  interpreter.warm_main = PyObject_GetAttrString(module, "_warm_main");
+  Py_DECREF(module);
+  if (interpreter.warm_main == nullptr) {
+    PyErr_Print();
+    return R::Fail("the runner has no _warm_main");
+  }
+  // Clear the warm-up's names, then move every object into the permanent generation: a collection
+  // in a child never walks (and so never copies) the zygote's objects.
+  if (PyRun_SimpleString("for _k in [k for k in globals() if not k.startswith('__')] + "
+                         "['__codecell_preload']:\n    globals().pop(_k, None)\n"
+                         "del _k\nimport gc\ngc.collect()\ngc.freeze()\n") != 0) {
+    return R::Fail("cannot freeze the interpreter's objects");
+  }
+  return interpreter;
+}
+
+// ---- the warm child ----------------------------------------------------------------------------
+
+[[noreturn]] void ChildFail(int report_fd, const char* step, int err) {
+  sandbox::WriteReport(report_fd, sandbox::ReportRecord::kSetupFailed, err, 0, step);
+  ::_exit(126);
+}
+
+// Runs in the child, right after the clone. Waits for its execution, confines itself, runs it.
+[[noreturn]] void WarmChildMain(int channel, int report, const sandbox::SeccompProgram& seccomp,
+                                PyObject* warm_main) {
+  PyOS_AfterFork_Child();
+  // The zygote's death (and so the service's) ends every child, idle or running.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // Park both on fixed numbers and close everything else the zygote had open (its socket, other
+  // children's channels and pipes).
+  int high_channel = ::fcntl(channel, F_DUPFD_CLOEXEC, 64);
+  int high_report = ::fcntl(report, F_DUPFD_CLOEXEC, 64);
+  if (high_channel < 0 || high_report < 0 || ::dup2(high_channel, kChildChannelFd) < 0 ||
+      ::dup2(high_report, kChildReportFd) < 0 || !sandbox::CloseFdsFrom(kChildReportFd + 1).ok()) {
+    ChildFail(report, "park descriptors", errno);
+  }
+  // The zygote is single-threaded and checked so before each fork: allocating is safe here.
+  auto message = sandbox::ReceiveMessage(kChildChannelFd);
+  if (!message) ::_exit(0);  // the zygote or the client went away: nothing to run
+  sandbox::SandboxSpec spec;
+  auto request = json::parse(message->body, nullptr, false);
+  if (request.is_discarded() || !sandbox::SpecFromJson(request, spec).ok()) {
+    ChildFail(kChildReportFd, "malformed execution request", EINVAL);
+  }
+  // Descriptors, in order: mount namespace, stdout, stderr, then the cgroups' procs files.
+  std::vector<int> fds;
+  for (auto& fd : message->fds) fds.push_back(fd.release());
+  if (fds.size() < 3) ChildFail(kChildReportFd, "execution request without descriptors", EINVAL);
+  spec.stdout_fd = fds[1];
+  spec.stderr_fd = fds[2];
+  spec.cgroup_procs_fds.assign(fds.begin() + 3, fds.end());
+  spec.seccomp = &seccomp;
+  // Without a memory cgroup the address-space limit stands in; the inherited interpreter's
+  // mappings (numpy's and OpenBLAS's reservations among them) must not count against the user.
+  if (spec.rlimits.address_space_bytes != 0) spec.rlimits.address_space_bytes += VirtualSizeBytes();
+  int report_fd = kChildReportFd;
+  sandbox::SysResult r = sandbox::Confine(
+      spec, {.report_fd = kChildReportFd, .mount_ns_fd = fds[0], .reset_signal_handlers = false},
+      report_fd);
+  if (!r.ok()) ChildFail(report_fd, r.what, r.err);
+  // The code runs in this process: it must not see the report pipe (it could forge an exit).
+  ::close(report_fd);
+  PyObject* result = PyObject_CallNoArgs(warm_main);  // exits the process itself
+  if (result == nullptr) PyErr_Print();
+  ::_exit(1);
+}
+
+// ---- the zygote --------------------------------------------------------------------------------
+
+struct IdleChild {
+  pid_t pid = -1;
+  UniqueFd pidfd, channel, report_read, report_write;
+};
+
+class Zygote {
+ public:
+  Zygote(const ZygoteOptions& options, sandbox::SeccompProgram seccomp, Interpreter interpreter)
+      : options_(options), seccomp_(std::move(seccomp)), interpreter_(std::move(interpreter)) {}
+
+  sandbox::Status ForkOne() {
+    // A thread here would leave locks held in the child: refuse rather than fork.
+    if (size_t threads = CountThreads(); threads != 1) {
+      return sandbox::Status::Fail("the zygote has " + std::to_string(threads) +
+                                   " threads; refusing to fork (a preload started a thread)");
+    }
+    int pair[2], pipe_fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+      return sandbox::Status::Fail(std::string("socketpair: ") + std::strerror(errno));
+    }
+    UniqueFd ours(pair[0]), theirs(pair[1]);
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+      return sandbox::Status::Fail(std::string("pipe2: ") + std::strerror(errno));
+    }
+    IdleChild child;
+    child.report_read.reset(pipe_fds[0]);
+    child.report_write.reset(pipe_fds[1]);
+    PyOS_BeforeFork();
+    pid_t pid = sandbox::ForkIntoNamespaces(sandbox::kWarmChildNamespaces);
+    if (pid == 0) WarmChildMain(theirs.get(), child.report_write.get(), seccomp_,
+                                interpreter_.warm_main);
+    PyOS_AfterFork_Parent();
+    if (pid < 0) return sandbox::Status::Fail(std::string("clone: ") + std::strerror(-pid));
+    child.pid = pid;
+    child.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    child.channel = std::move(ours);
+    // The zygote writes the exit record itself; a vanished reader must not block or kill it.
+    ::fcntl(child.report_write.get(), F_SETFL, O_NONBLOCK);
+    idle_.push_back(std::move(child));
+    return sandbox::OkStatus();
+  }
+
+  sandbox::Status Refill() {
+    while (idle_.size() < pool_size_) {
+      if (auto s = ForkOne(); !s) return s;
+    }
+    return sandbox::OkStatus();
+  }
+
+  // One client connection: answer with a child's channel, pidfd and report pipe.
+  void Serve(int connection) {
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (::getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || peer.uid != 0) {
+      Log("refused a connection from uid " + std::to_string(peer.uid));
+      return;
+    }
+    timeval timeout{1, 0};
+    ::setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    auto request = sandbox::ReceiveMessage(connection, 4096);
+    if (!request) return;
+    if (idle_.empty()) {
+      if (auto s = ForkOne(); !s) {
+        sandbox::SendMessage(connection, json{{"error", s.error()}}.dump(), {});
+        fatal_ = s.error();
+        return;
+      }
+    }
+    IdleChild child = std::move(idle_.front());
+    idle_.erase(idle_.begin());
+    int fds[] = {child.channel.get(), child.pidfd.get(), child.report_read.get()};
+    auto sent = sandbox::SendMessage(connection, json{{"pid", child.pid}}.dump(), fds);
+    if (!sent) {
+      // The client is gone: the child will read end of file and leave; its record goes nowhere.
+      Log("could not hand out child " + std::to_string(child.pid) + ": " + sent.error());
+    }
+    running_[child.pid] = std::move(child.report_write);
+    ++handed_out_;
+  }
+
+  // Writes each ended child's wait status on its report pipe (for the client's supervision loop).
+  void Reap() {
+    for (;;) {
+      int status = 0;
+      rusage usage{};
+      pid_t pid = ::wait4(-1, &status, WNOHANG, &usage);
+      if (pid <= 0) return;
+      if (auto it = running_.find(pid); it != running_.end()) {
+        sandbox::WriteReport(it->second.get(), sandbox::ReportRecord::kExited, 0, status, "exited",
+                             &usage);
+        running_.erase(it);
+        continue;
+      }
+      for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+        if (it->pid == pid) {
+          Log("idle child " + std::to_string(pid) + " ended unexpectedly (wait status " +
+              std::to_string(status) + ")");
+          idle_.erase(it);
+          break;
+        }
+      }
+    }
+  }
+
+  int Loop(int listen_fd, int signal_fd) {
+    for (;;) {
+      if (!fatal_.empty()) {
+        Log(fatal_);
+        return 3;
+      }
+      pollfd fds[2] = {{listen_fd, POLLIN, 0}, {signal_fd, POLLIN, 0}};
+      // While the pool is short, wake up to refill it between requests.
+      int timeout = idle_.size() < pool_size_ ? 0 : -1;
+      int n = ::poll(fds, 2, timeout);
+      if (n < 0 && errno != EINTR) return 1;
+      if (n == 0) {
+        if (auto s = ForkOne(); !s) fatal_ = s.error();
+        continue;
+      }
+      if (fds[1].revents != 0) {
+        signalfd_siginfo info;
+        while (::read(signal_fd, &info, sizeof info) == sizeof info) {
+          if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) return 0;
+        }
+        Reap();
+      }
+      if (fds[0].revents != 0) {
+        UniqueFd connection(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
+        if (connection.valid()) Serve(connection.get());
+      }
+    }
+  }
+
+  void set_pool_size(size_t n) { pool_size_ = n; }
+  size_t pool_size() const { return pool_size_; }
+  std::vector<pid_t> idle_pids() const {
+    std::vector<pid_t> pids;
+    for (const auto& c : idle_) pids.push_back(c.pid);
+    return pids;
+  }
+
+ private:
+  const ZygoteOptions& options_;
+  sandbox::SeccompProgram seccomp_;
+  Interpreter interpreter_;
+  size_t pool_size_ = 0;
+  std::vector<IdleChild> idle_;
+  std::map<pid_t, UniqueFd> running_;  // handed-out child -> its report pipe's write end
+  uint64_t handed_out_ = 0;
+  std::string fatal_;
+};
+
+sandbox::Result<UniqueFd> Listen(const std::string& path) {
+  using R = sandbox::Result<UniqueFd>;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof address.sun_path) {
+    return R::Fail("zygote socket path must be 1-" + std::to_string(sizeof address.sun_path - 1) +
+                   " bytes: " + path);
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return R::Fail(std::string("socket: ") + std::strerror(errno));
+  ::unlink(path.c_str());
+  // Created 0600 (umask), so only root can connect; the peer's uid is checked again on accept.
+  mode_t old_mask = ::umask(0177);
+  int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  ::umask(old_mask);
+  if (bound != 0) return R::Fail("bind " + path + ": " + std::strerror(errno));
+  if (::listen(fd.get(), 128) != 0) return R::Fail(std::string("listen: ") + std::strerror(errno));
+  return fd;
+}
+
+}  // namespace
+
+std::vector<std::string> DefaultPreload() {
+  return {"numpy", "pandas", "matplotlib", "matplotlib.pyplot", "scipy.stats", "seaborn"};
+}
+
+int ZygoteMain(const ZygoteOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  auto fail = [](const std::string& message) {
+    Log(message);
+    return 1;
+  };
+  if (::geteuid() != 0) return fail("the zygote must run as root (it builds sandboxes)");
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  sigset_t handled;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGCHLD);
+  sigaddset(&handled, SIGTERM);
+  sigaddset(&handled, SIGINT);
+  ::sigprocmask(SIG_BLOCK, &handled, nullptr);
+  UniqueFd signal_fd(::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK));
+  ::signal(SIGPIPE, SIG_IGN);
+
+  // The interpreter's environment is InterpreterEnv and nothing else: the children inherit it,
+  // and the caller's variables (the host's secrets) must not be in this process at all.
+  ::clearenv();
+  for (const auto& entry : InterpreterEnv()) ::putenv(::strdup(entry.c_str()));
+  if (::chdir("/") != 0) return fail("chdir /");
+  if (auto s = PrivateTmp(options.data_dir); !s) return fail(s.error());
+
+  auto seccomp = sandbox::BuildSandboxSeccompProgram();
+  if (!seccomp) return fail(seccomp.error());
+  auto listen_fd = Listen(options.socket_path);
+  if (!listen_fd) return fail(listen_fd.error());
+  if (auto s = StartPython(); !s) return fail(s.error());
+  auto interpreter = Preload(options.preload);
+  if (!interpreter) return fail(interpreter.error());
+  json preload_report = interpreter->report;
+
+  Zygote zygote(options, std::move(seccomp.value()), std::move(interpreter.value()));
+  size_t pool = std::min(options.pool_size, kMaxPool);
+  if (uint64_t available = MemAvailableBytes(); available > 0) {
+    size_t affordable = static_cast<size_t>(available / 4 / kIdleChildBudgetBytes);
+    if (affordable < pool) {
+      Log("pool clamped from " + std::to_string(pool) + " to " + std::to_string(affordable) +
+          " children by available memory");
+      pool = affordable;
+    }
+  }
+  zygote.set_pool_size(std::max<size_t>(pool, 1));
+  if (auto s = zygote.Refill(); !s) return fail(s.error());
+
+  json ready = {
+      {"ready", true},
+      {"pid", ::getpid()},
+      {"python", Py_GetVersion()},
+      {"pool_size", zygote.pool_size()},
+      {"idle_pids", zygote.idle_pids()},
+      {"preloaded", preload_report.value("preloaded", json::array())},
+      {"failed", preload_report.value("failed", json::object())},
+      {"startup_seconds",
+       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}};
+  if (!sandbox::WriteAll(1, ready.dump(-1, ' ', false, json::error_handler_t::replace) + "\n")) {
+    return fail("cannot report readiness");
+  }
+  int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  ::dup2(null_fd, 1);
+  ::close(null_fd);
+  return zygote.Loop(listen_fd->get(), signal_fd.get());
+}
+
+}  // namespace codecell::runner
