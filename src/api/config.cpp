@@ -112,8 +112,25 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
         num(t["cleanup"]["interval_minutes"], c.cleanup_interval_minutes,
             "cleanup.interval_minutes", 0.01, 1e6) &&
         num(t["shutdown"]["grace_seconds"], c.shutdown_grace_seconds, "shutdown.grace_seconds", 0,
-            3600);
+            3600) &&
+        num(t["interpreters"]["pool"], c.warm.pool_size, "interpreters.pool", 1, 64);
     if (!ok) return R::Fail(error);
+    if (auto warm = t["interpreters"]["warm"]) {
+      if (!warm.is_boolean()) return R::Fail(file + ": interpreters.warm must be true or false");
+      c.warm.enabled = *warm.value<bool>();
+    }
+    if (auto preload = t["interpreters"]["preload"]) {
+      auto list = preload.as_array();
+      if (list == nullptr) return R::Fail(file + ": interpreters.preload must be a list of modules");
+      c.warm.preload_given = true;
+      for (const auto& m : *list) {
+        auto v = m.value<std::string>();
+        if (!v || v->empty()) {
+          return R::Fail(file + ": interpreters.preload must be a list of module names");
+        }
+        c.warm.preload.push_back(*v);
+      }
+    }
     // The *_mb keys were read as MiB counts.
     if (t["files"]["max_upload_mb"]) c.files.max_upload_bytes <<= 20;
     if (t["files"]["max_bytes_per_user_mb"]) c.files.max_bytes_per_user <<= 20;
@@ -156,6 +173,17 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
   }
   if (const char* v = env("CODECELL_DATA_DIR")) c.data_dir = v;
   if (const char* v = env("CODECELL_API_KEYS")) c.api_keys = SplitCommas(v);
+  if (const char* v = env("CODECELL_WARM_INTERPRETERS")) {
+    std::string s = v;
+    if (s != "true" && s != "false" && s != "1" && s != "0") {
+      return R::Fail("CODECELL_WARM_INTERPRETERS must be true or false");
+    }
+    c.warm.enabled = s == "true" || s == "1";
+  }
+  if (const char* v = env("CODECELL_PRELOAD")) {
+    c.warm.preload = SplitCommas(v);
+    c.warm.preload_given = true;
+  }
   if (const char* v = env("CODECELL_OVER_QUOTA")) {
     std::string s = v;
     if (s != "reject" && s != "evict_oldest") {
@@ -184,6 +212,7 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
       {"CODECELL_CLEANUP_INTERVAL_MINUTES", 0.01, 1e6,
        [&](double x) { c.cleanup_interval_minutes = x; }},
       {"CODECELL_SHUTDOWN_GRACE_SECONDS", 0, 3600, [&](double x) { c.shutdown_grace_seconds = x; }},
+      {"CODECELL_ZYGOTE_POOL", 1, 64, [&](double x) { c.warm.pool_size = static_cast<size_t>(x); }},
   };
   for (const auto& n : numeric) {
     d = 0;

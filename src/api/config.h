@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "exec/execution.h"
+#include "exec/zygote_supervisor.h"
 #include "files/file_manager.h"
 #include "sandbox/sys_result.h"
 
@@ -22,6 +23,7 @@ struct ServiceConfig {
   exec::LimitBounds bounds;  // what a request may raise them to
   double cleanup_interval_minutes = 60;
   double shutdown_grace_seconds = 30;
+  exec::WarmSettings warm;  // [interpreters]: the zygote and its pool
   std::string config_file;  // where the TOML came from ("" = none)
 };
 

@@ -159,7 +159,8 @@ Service::Service(ServiceConfig config, std::unique_ptr<store::Store> store, std:
     : config_(std::move(config)),
       store_(std::move(store)),
       files_(*store_, config_.data_dir, config_.files),
-      helpers_(std::move(self_exe)),
+      helpers_(self_exe),
+      zygote_(self_exe, config_.data_dir, config_.warm),
       admission_(config_.workers, config_.queue, config_.per_user),
       server_(std::make_unique<httplib::Server>()) {}
 
@@ -202,6 +203,7 @@ json Service::Status() {
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
   status["workers"] = config_.workers;
+  status["interpreters"] = zygote_.Describe();
   status["executions"] = {{"running", admission_.running()},
                           {"queued", admission_.queued()},
                           {"queue_limit", config_.queue},
@@ -513,7 +515,9 @@ void Service::Routes() {
     store::ExecutionRecord record;
     record.user_id = user;
     record.started_at = files::NowMillis();
-    auto out = helpers_.Run(exec::RequestToJson(request, config_.data_dir));
+    json helper_request = exec::RequestToJson(request, config_.data_dir);
+    helper_request["zygote_socket"] = zygote_.socket();
+    auto out = helpers_.Run(helper_request);
     record.finished_at = files::NowMillis();
     std::error_code ec;
     if (!out) {
@@ -620,6 +624,7 @@ bool Service::Run(std::string& error) {
   }
   RaiseListenBacklog(config_.listen_port);
   cleanup_thread_ = std::thread([this] { CleanupLoop(); });
+  zygote_.Start();
   Log({{"level", "info"},
        {"event", "start"},
        {"listen", config_.listen_host + ":" + std::to_string(config_.listen_port)},
@@ -646,6 +651,7 @@ void Service::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   helpers_.CancelAll();
+  zygote_.Stop();
   {
     std::lock_guard<std::mutex> lock(stop_mutex_);
     stopping_ = true;

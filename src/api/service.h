@@ -12,6 +12,7 @@
 #include "api/metrics.h"
 #include "exec/admission.h"
 #include "exec/helper_process.h"
+#include "exec/zygote_supervisor.h"
 #include "files/file_manager.h"
 #include "store/store.h"
 
@@ -48,6 +49,7 @@ class Service {
   std::unique_ptr<store::Store> store_;
   files::FileManager files_;
   exec::HelperProcesses helpers_;
+  exec::ZygoteSupervisor zygote_;
   exec::Admission admission_;
   Metrics metrics_;
   std::unique_ptr<httplib::Server> server_;

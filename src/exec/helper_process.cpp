@@ -158,7 +158,7 @@ int ExecuteHelperMain() {
   auto j = nlohmann::json::parse(input, nullptr, false);
   if (j.is_discarded()) return fail("the execution helper got malformed JSON");
   ExecutionRequest request;
-  std::string data_dir;
+  std::string data_dir, zygote_socket;
   try {
     request.code = j.at("code").get<std::string>();
     for (const auto& in : j.at("inputs")) {
@@ -169,12 +169,14 @@ int ExecuteHelperMain() {
     request.limits = LimitsFromJson(j.at("limits"));
     request.generated_dir = j.at("generated_dir").get<std::string>();
     data_dir = j.at("data_dir").get<std::string>();
+    zygote_socket = j.value("zygote_socket", "");
   } catch (const nlohmann::json::exception& e) {
     return fail(std::string("the execution helper got an incomplete request: ") + e.what());
   }
   request.cancel_fd = cancel.get();
   auto env = ExecutionEnvironment::Prepare(data_dir);
   if (!env) return fail(env.error());
+  env->zygote_socket = zygote_socket;
   auto result = RunExecution(env.value(), request);
   if (!result) return fail(result.error());
   std::cout << result->ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
