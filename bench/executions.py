@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""Execution latency and throughput: codecell over HTTP against a fresh python3 with and without
-bubblewrap, on the same workloads, in one run (issue 4, "Benchmark").
+"""Execution latency and throughput: codecell over HTTP (warm interpreters, and cold for the
+before/after) against a fresh python3 with and without bubblewrap, on the same workloads, in one
+run (issue 4, "Benchmark"; the warm-interpreter targets).
 
 Run as root after building, from anywhere:   /usr/bin/python3 bench/executions.py [--runs 15]
-                                             [--concurrency 8] [--total 200] [--only a|b|c]
+                     [--concurrency 8] [--total 200] [--only a,b,c,d] [--workers N] [--pool N]
+                     [--no-pss]
 Methods:
   (a) python3   a fresh /usr/bin/python3 per execution, no isolation (the old bot's way): the code
                 is written to a file in a fresh temp dir that also holds the CSV, and run there.
@@ -12,20 +14,42 @@ Methods:
                 entries python3/numpy/matplotlib need read-only, --proc /proc --dev /dev,
                 --tmpfs /tmp, the per-execution dir bound at /work (cwd) with the CSV bound
                 read-only into it.
-  (c) codecell  `build/codecell serve` started by this script on a free loopback port with its own
-                data dir; the CSV is uploaded once and every execution is a stateless
-                POST /v1/executions with file_ids = [that CSV].
+  (c) codecell  `codecell serve` with warm interpreters (CODECELL_WARM_INTERPRETERS=true, the
+                default), started by this script on a free loopback port with its own data dir;
+                measuring starts once GET /v1/status says interpreters.mode = "warm" (up to 120 s)
+                and the zygote's pool is full. The CSV is uploaded once and every execution is a
+                stateless POST /v1/executions with file_ids = [that CSV]. Every result must say
+                "interpreter": "warm"; one that does not counts as a failure (and is counted).
+  (d) codecell-cold  a second daemon, the same but CODECELL_WARM_INTERPRETERS=false (a fresh
+                interpreter per execution, the service before warm interpreters); every result
+                must say "interpreter": "cold".
+--workers N sets CODECELL_WORKERS and --pool N CODECELL_ZYGOTE_POOL for both daemons (default:
+unset, i.e. the service's defaults: workers = cores, pool = 4).
 Workloads: print('hi'); pandas read_csv of a generated 10,000-row CSV + describe(); a matplotlib
 line plot saved to PNG; then --total print executions from --concurrency concurrent clients per
 method (each client sends its next execution when the previous one is answered). Every method is
 warmed up once per workload; the sequential workloads interleave the methods run by run
-(a, b, c, a, b, c, ...) so that drift on the machine hits all three alike.
-codecell runs with its defaults (executions.workers = number of cores) except executions.queue =
-256 and executions.per_user = 256: every execution uses the same user id, "bench" (the one that
-owns the CSV), and with those limits no execution is refused with 429. Files a plot run generates
-are deleted after it (not timed), so every run starts from the same state.
-Memory: during each concurrent run, the sum of VmRSS over the process tree (codecell: the daemon
-and everything under it) is sampled every 20 ms; the daemon's own VmHWM is read at the end.
+(a, b, c, d, a, b, c, d, ...) so that drift on the machine hits all of them alike.
+The table shows the median and p90 per workload and method and the speed-ups "vs (a)" and
+"vs (b)" = median(a or b) / median(method) (for throughput: method / (a or b)), so > 1× means
+faster; the issue's targets stand next to (c)'s ratios with PASS/MISS.
+codecell runs with its defaults except executions.queue = 256 and executions.per_user = 256: every
+execution uses the same user id, "bench" (the one that owns the CSV), and with those limits no
+execution is refused with 429. Files a plot run generates are deleted after it (not timed), so
+every run starts from the same state.
+Memory:
+  - during each concurrent run, the sum of VmRSS over the process tree (codecell: the daemon and
+    everything under it) is sampled every 20 ms; each daemon's own VmHWM is read at the end;
+  - the warm pool: for the zygote (its pid from /v1/status) and each idle pre-forked child (a
+    child of the zygote blocked in recvmsg), /proc/<pid>/smaps_rollup: Rss, Pss and
+    Private_Clean + Private_Dirty (= unshared), once the pool is full before the runs and again
+    after them; the target is < 15 MiB unshared per idle child;
+  - a second concurrent pass per daemon, not timed (reading smaps_rollup costs ~5 ms of CPU per
+    process, which would slow the throughput pass on 2 cores), samples Σ Rss and Σ Pss from
+    smaps_rollup over the daemon's whole tree; for a forked tree Σ Pss is the honest figure
+    (pages shared with the zygote are split among the sharers), Σ Rss counts them once per
+    process. --no-pss skips that pass.
+At the end a one-line JSON summary of every number, prefixed "JSON: ".
 Only the standard library; Debian's /usr/bin/python3 (with python3-pandas, python3-matplotlib).
 """
 import argparse
@@ -56,7 +80,16 @@ PYTHON = "/usr/bin/python3"
 CSV_NAME = "sales.csv"
 CSV_ROWS = 10_000
 USER = "bench"  # one user for every codecell execution; executions.per_user is raised to 256
-METHODS = {"a": "python3", "b": "bwrap", "c": "codecell"}
+METHODS = {"a": "python3", "b": "bwrap", "c": "codecell", "d": "codecell-cold"}
+DAEMONS = {"c": "warm", "d": "cold"}  # method -> the interpreter every result must report
+WARM_WAIT_S = 120
+
+# The issue's targets, for (c): speed-up vs (a) per workload; concurrent throughput with 8 clients
+# on 2 cores and no failure; unshared memory per idle pre-forked child.
+TARGET_VS_A = {"print": 8.0, "pandas": 8.0, "plot": 4.0}
+TARGET_THROUGHPUT = 150.0
+TARGET_CLIENTS, TARGET_CORES = 8, 2
+TARGET_CHILD_MIB = 15.0
 
 WORKLOADS = {
     "print": "print('hi')\n",
@@ -200,10 +233,15 @@ class Bwrap:
         return elapsed, problem, {}
 
 
-# --------------------------------------------------------------------------- (c) codecell
+# --------------------------------------------------------------------------- (c), (d) codecell
 class Daemon:
-    def __init__(self, root):
-        self.root = root / "codecell"
+    """`codecell serve` with warm interpreters ((c)) or without ((d)), on its own port and data dir."""
+
+    OWN_ENV = ("CODECELL_WARM_INTERPRETERS", "CODECELL_WORKERS", "CODECELL_ZYGOTE_POOL")
+
+    def __init__(self, root, key, workers=None, pool=None):
+        self.key, self.mode = key, DAEMONS[key]
+        self.root = root / METHODS[key]
         self.root.mkdir()
         self.port = free_port()
         self.config = self.root / "bench.toml"
@@ -211,34 +249,74 @@ class Daemon:
             "[executions]\nqueue = 256\nper_user = 256\n"
             "[shutdown]\ngrace_seconds = 2\n")
         self.log_path = self.root / "serve.log"
+        self.env = {k: v for k, v in os.environ.items() if k not in self.OWN_ENV}
+        self.env["CODECELL_WARM_INTERPRETERS"] = "true" if self.mode == "warm" else "false"
+        if workers is not None:
+            self.env["CODECELL_WORKERS"] = str(workers)
+        if pool is not None:
+            self.env["CODECELL_ZYGOTE_POOL"] = str(pool)
         self.proc = None
+        self.started = None
+        self.ready_s = None  # from spawning the daemon to interpreters.mode == self.mode
+        self.status_at_start = {}
 
-    def start(self):
+    def spawn(self):
         libc = ctypes.CDLL(None, use_errno=True)
 
         def die_with_us():  # PR_SET_PDEATHSIG = 1: the daemon gets SIGTERM if we are killed
             libc.prctl(1, signal.SIGTERM, 0, 0, 0)
 
         self.log = open(self.log_path, "wb")
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [BIN, "serve", "--config", str(self.config), "--listen", f"127.0.0.1:{self.port}",
              "--data-dir", str(self.root / "data")],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=self.env,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the daemon in order
             preexec_fn=die_with_us)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"codecell serve exited {self.proc.returncode}:\n{self.log_tail()}")
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"codecell serve ({METHODS[self.key]}) exited "
+                               f"{self.proc.returncode}:\n{self.log_tail()}")
+
+    def wait_ready(self):
+        """Healthy within 30 s, then interpreters.mode == self.mode within WARM_WAIT_S."""
+        deadline = self.started + 30
+        while True:
+            self.alive()
             try:
-                status, _ = self.request("GET", "/healthz", timeout=1)
-                if status == 200:
-                    return
+                if self.request("GET", "/healthz", timeout=1)[0] == 200:
+                    break
             except OSError:
                 pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"codecell serve not healthy after 30 s:\n{self.log_tail()}")
             time.sleep(0.05)
-        raise RuntimeError(f"codecell serve not healthy after 30 s:\n{self.log_tail()}")
+        deadline = self.started + WARM_WAIT_S
+        last = None
+        while True:
+            self.alive()
+            try:
+                status = self.status()
+                last = status.get("interpreters")
+                if isinstance(last, dict) and last.get("mode") == self.mode:
+                    self.ready_s = time.monotonic() - self.started
+                    self.status_at_start = status
+                    return
+            except (OSError, ValueError) as e:
+                last = f"{type(e).__name__}: {e}"
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"codecell serve ({METHODS[self.key]}): /v1/status interpreters.mode is not "
+                    f"{self.mode!r} after {WARM_WAIT_S} s: {json.dumps(last)}\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def status(self):
+        status, data = self.request("GET", "/v1/status", timeout=5)
+        if status != 200:
+            raise ValueError(f"/v1/status answered {status}: {data[:200]!r}")
+        return json.loads(data)
 
     def log_tail(self):
         try:
@@ -287,10 +365,11 @@ class Daemon:
 
 
 class Codecell:
-    """(c) codecell over HTTP: stateless executions with the uploaded CSV in /mnt/data."""
+    """(c)/(d) codecell over HTTP: stateless executions with the uploaded CSV in /mnt/data."""
 
     def __init__(self, daemon, csv_path):
         self.daemon = daemon
+        self.expect = daemon.mode
         self.csv_id = daemon.upload(USER, csv_path)
 
     def run(self, workload, client=0):
@@ -310,12 +389,16 @@ class Codecell:
         files = {f["filename"]: f.get("file_id") for f in result.get("generated_files", [])}
         for file_id in files.values():  # stateless: drop what the run made (not timed)
             self.daemon.request("DELETE", f"/v1/files/{file_id}?user_id={USER}")
-        extra = {"server_s": result.get("execution_time"),
+        interpreter = result.get("interpreter")
+        extra = {"server_s": result.get("execution_time"), "interpreter": interpreter,
                  "peak_bytes": (result.get("resources") or {}).get("peak_memory_bytes")}
         if not result.get("success"):
             problem = f"status {result.get('status')}: {result.get('error', '')[-300:]}"
             return elapsed, problem, extra
-        return elapsed, check(workload, result.get("output", ""), files), extra
+        problem = check(workload, result.get("output", ""), files)
+        if problem is None and interpreter != self.expect:
+            problem = f"\"interpreter\": {json.dumps(interpreter)}, expected \"{self.expect}\""
+        return elapsed, problem, extra
 
 
 # --------------------------------------------------------------------------- memory sampling
@@ -341,33 +424,135 @@ def children(pid):
     return kids
 
 
-def tree_rss(root, include_root=True, exclude=()):
-    """Sum of VmRSS (KiB) over root's process tree. Shared pages (libpython, numpy's .so files)
-    count once per process, so this overstates what the tree costs in RAM."""
-    total, stack = 0, [root]
-    seen = set()
+def tree_pids(root, include_root=True, exclude=()):
+    pids, stack, seen = [], [root], set()
     while stack:
         pid = stack.pop()
         if pid in seen or pid in exclude:
             continue
         seen.add(pid)
         if pid != root or include_root:
-            total += status_kib(pid, "VmRSS")
+            pids.append(pid)
         stack += children(pid)
-    return total
+    return pids
+
+
+def tree_rss(root, include_root=True, exclude=()):
+    """Sum of VmRSS (KiB) over root's process tree. Shared pages (libpython, numpy's .so files)
+    count once per process, so this overstates what the tree costs in RAM."""
+    return sum(status_kib(pid, "VmRSS") for pid in tree_pids(root, include_root, exclude))
+
+
+def smaps_rollup(pid):
+    """/proc/<pid>/smaps_rollup as {field: KiB}; None once the process is gone."""
+    fields = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                    fields[parts[0][:-1]] = int(parts[1])
+    except OSError:
+        return None
+    return fields or None
+
+
+def unshared_kib(m):
+    return m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
+
+
+def tree_smaps(root):
+    """Σ Rss and Σ Pss (KiB) from smaps_rollup over root's tree, and how many processes."""
+    rss = pss = procs = 0
+    for pid in tree_pids(root):
+        m = smaps_rollup(pid)
+        if m:
+            rss, pss, procs = rss + m.get("Rss", 0), pss + m.get("Pss", 0), procs + 1
+    return {"rss": rss, "pss": pss, "procs": procs}
+
+
+RECVMSG = {"x86_64": 47, "aarch64": 212}.get(platform.machine())  # syscall number
+
+
+def waiting_in_recvmsg(pid):
+    """An idle pre-forked child blocks in recvmsg on its channel until it gets an execution."""
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            nr = f.read().split()[0]
+        if RECVMSG is not None and nr.isdigit():
+            return int(nr) == RECVMSG
+        if nr == "running":
+            return False
+        with open(f"/proc/{pid}/wchan") as f:
+            return "unix_stream_read" in f.read()
+    except (OSError, IndexError):
+        return False
+
+
+def mib(kib):
+    return None if kib is None else round(kib / 1024, 1)
+
+
+def pool_snapshot(daemon, settle_s=30):
+    """The warm daemon's zygote and idle children, once the pool is full (or has stopped growing
+    for 3 s: the zygote clamps the pool to the available memory); None without a zygote."""
+    deadline = time.monotonic() + settle_s
+    last, since = -1, time.monotonic()
+    while True:
+        interpreters = daemon.status().get("interpreters") or {}
+        zpid, size = interpreters.get("pid"), interpreters.get("pool_size") or 0
+        if interpreters.get("mode") != "warm" or not zpid:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
+            continue
+        idle = [p for p in children(zpid) if waiting_in_recvmsg(p)]
+        now = time.monotonic()
+        if len(idle) != last:
+            last, since = len(idle), now
+        if len(idle) >= size or now - since > 3 or now > deadline:
+            break
+        time.sleep(0.05)
+    z = smaps_rollup(zpid) or {}
+    kids, busy = [], 0
+    for pid in children(zpid):
+        m = smaps_rollup(pid) if waiting_in_recvmsg(pid) else None
+        if m:
+            kids.append({"pid": pid, "rss_mib": mib(m.get("Rss", 0)), "pss_mib": mib(m.get("Pss", 0)),
+                         "unshared_mib": mib(unshared_kib(m))})
+        else:
+            busy += 1
+    unshared = [k["unshared_mib"] for k in kids]
+    return {"zygote_pid": zpid, "pool_size": size, "idle_children": len(kids),
+            "other_children": busy,
+            "zygote": {"rss_mib": mib(z.get("Rss")), "pss_mib": mib(z.get("Pss")),
+                       "unshared_mib": mib(unshared_kib(z)) if z else None},
+            "child_unshared_median_mib": round(statistics.median(unshared), 1) if kids else None,
+            "child_unshared_max_mib": max(unshared) if kids else None,
+            "child_rss_median_mib": round(statistics.median(k["rss_mib"] for k in kids), 1)
+            if kids else None,
+            "child_pss_median_mib": round(statistics.median(k["pss_mib"] for k in kids), 1)
+            if kids else None,
+            "children": kids}
 
 
 class Sampler:
+    """Calls fn (-> {name: number}) every `interval` s in a thread; keeps each name's peak and
+    the thread's own CPU time (what sampling cost)."""
+
     def __init__(self, fn, interval=0.02):
-        self.fn, self.interval, self.peak, self.samples = fn, interval, 0, 0
+        self.fn, self.interval, self.peak, self.samples = fn, interval, {}, 0
+        self.cpu_s = 0.0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
 
     def loop(self):
         while not self.done.is_set():
-            self.peak = max(self.peak, self.fn())
+            for k, v in self.fn().items():
+                self.peak[k] = max(self.peak.get(k, 0), v)
             self.samples += 1
             self.done.wait(self.interval)
+        self.cpu_s = time.thread_time()
 
     def __enter__(self):
         self.thread.start()
@@ -421,6 +606,12 @@ class Tally:
         else:
             self.times.append(elapsed)
         self.extra.append(extra)
+
+    def interpreters(self, expect):
+        """(how many results said `expect`, of how many executions) for (c)/(d), else None."""
+        if expect is None:
+            return None
+        return sum(1 for e in self.extra if e.get("interpreter") == expect), len(self.extra)
 
 
 def warm_up(method, workload, name):
@@ -482,13 +673,14 @@ def concurrent_run(method, total, concurrency):
     return tally, wall
 
 
-# --------------------------------------------------------------------------- report
-def fmt_ms(s):
-    return "—" if s is None or s != s else f"{s * 1000:.1f} ms"
-
-
-def ratio(x):
-    return "—" if x is None or x != x else f"{x:.2f}×"
+# --------------------------------------------------------------------------- main
+def parse_only(text):
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in keys if k not in METHODS]
+    if bad or not keys:
+        raise argparse.ArgumentTypeError(
+            f"methods are {', '.join(METHODS)} separated by commas (e.g. a,c), not {text!r}")
+    return [k for k in METHODS if k in keys]
 
 
 def main():
@@ -496,15 +688,22 @@ def main():
     parser.add_argument("--runs", type=int, default=15, help="runs per sequential workload (15)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients (8)")
     parser.add_argument("--total", type=int, default=200, help="executions in the concurrent run")
-    parser.add_argument("--only", choices=sorted(METHODS), help="measure one method only")
+    parser.add_argument("--only", type=parse_only, metavar="a,b,c,d",
+                        help="measure these methods only (default: all four)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="CODECELL_WORKERS for both daemons (default: unset = cores)")
+    parser.add_argument("--pool", type=int, metavar="N",
+                        help="CODECELL_ZYGOTE_POOL for the daemons (default: unset = 4)")
+    parser.add_argument("--no-pss", action="store_true",
+                        help="skip the untimed concurrent pass that samples Σ Pss of each daemon")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (codecell serve and bubblewrap's namespaces need it)")
-    keys = [args.only] if args.only else list(METHODS)
+    keys = args.only or list(METHODS)
 
     signal.signal(signal.SIGTERM, on_sigterm)
     root = pathlib.Path(tempfile.mkdtemp(prefix="codecell-bench-exec-"))
-    daemon = None
+    daemons = {}
     try:
         (root / "home").mkdir()
         mpl_dir = root / "mplcache"
@@ -518,126 +717,344 @@ def main():
             if not shutil.which("bwrap"):
                 sys.exit("bwrap not found: apt-get install bubblewrap")
             methods["b"] = Bwrap(root, csv_path, mpl_dir)
-        if "c" in keys:
+        if any(k in DAEMONS for k in keys):
             if not os.access(BIN, os.X_OK):
                 sys.exit(f"{BIN} not found: build first (bash scripts/build.sh)")
-            daemon = Daemon(root)
-            daemon.start()
-            methods["c"] = Codecell(daemon, csv_path)
+        for k in DAEMONS:
+            if k in keys:
+                daemons[k] = Daemon(root, k, args.workers, args.pool)
+                daemons[k].spawn()  # both start at once; the zygote's imports take a few seconds
+        # The cold daemon first: it is ready as soon as it answers, so each ready_s is its own.
+        for k, d in sorted(daemons.items(), key=lambda kd: kd[1].mode == "warm"):
+            print(f"  waiting for {METHODS[k]}: interpreters.mode = \"{d.mode}\"", file=sys.stderr)
+            d.wait_ready()
+            print(f"  {METHODS[k]} ready after {d.ready_s:.1f} s", file=sys.stderr)
+        for k, d in daemons.items():
+            methods[k] = Codecell(d, csv_path)
 
         commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
                                 capture_output=True, text=True).stdout.strip() or "?"
-        print(f"codecell {commit}, {platform.node()}, Linux {platform.release()}, "
-              f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}; "
-              f"--runs {args.runs} --concurrency {args.concurrency} --total {args.total}",
-              flush=True)
+        meta = {"commit": commit, "host": platform.node(), "kernel": platform.release(),
+                "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                "runs": args.runs, "concurrency": args.concurrency, "total": args.total,
+                "workers": args.workers, "pool": args.pool, "bin": BIN,
+                "methods": {k: METHODS[k] for k in keys}}
+        print(f"codecell {commit}, {meta['host']}, Linux {meta['kernel']}, {meta['cores']} cores, "
+              f"{meta['date']}; --runs {args.runs} --concurrency {args.concurrency} "
+              f"--total {args.total}"
+              + (f" --workers {args.workers}" if args.workers is not None else "")
+              + (f" --pool {args.pool}" if args.pool is not None else "")
+              + f"; methods {','.join(keys)}", flush=True)
 
-        load_before = os.getloadavg()[0]
+        pool = {}
+        if "c" in daemons:
+            pool["before"] = pool_snapshot(daemons["c"])
+
+        meta["load_before"] = round(os.getloadavg()[0], 2)
         seq = {w: sequential(methods, w, args.runs) for w in WORKLOADS}
 
         conc = {}
+        daemon_pids = {d.proc.pid for d in daemons.values()}
         for key, m in methods.items():
             warm_up(m, "print", METHODS[key])
-            if key == "c":
-                sample = daemon.rss_tree
-            else:  # the bench's own children, without the daemon's tree
-                skip = {daemon.proc.pid} if daemon else set()
-                sample = lambda: tree_rss(os.getpid(), include_root=False, exclude=skip)
+            if key in daemons:
+                sample = (lambda d: lambda: {"rss": d.rss_tree()})(daemons[key])
+            else:  # the bench's own children, without the daemons' trees
+                sample = lambda: {"rss": tree_rss(os.getpid(), include_root=False,
+                                                  exclude=daemon_pids)}
             with Sampler(sample) as sampler:
                 tally, wall = concurrent_run(m, args.total, args.concurrency)
-            conc[key] = (tally, wall, sampler.peak, sampler.samples)
+            conc[key] = {"tally": tally, "wall": wall, "peak_rss": sampler.peak.get("rss", 0),
+                         "samples": sampler.samples}
             print(f"  concurrent {METHODS[key]}: {args.total} in {wall:.1f} s", file=sys.stderr)
-        hwm = daemon.vm_hwm() if daemon else 0
 
-        report(args, keys, seq, conc, hwm)
-        print(f"\nload average (1 min): {load_before:.2f} before the runs, "
-              f"{os.getloadavg()[0]:.2f} after (this script alone keeps it near 1-2; much more "
-              "means something else ran meanwhile and the numbers are noisier)")
+        pss = {}
+        if not args.no_pss:
+            for key, d in daemons.items():
+                with Sampler((lambda d: lambda: tree_smaps(d.proc.pid))(d)) as sampler:
+                    tally, wall = concurrent_run(methods[key], args.total, args.concurrency)
+                pss[key] = {"tally": tally, "wall": wall, "peak": sampler.peak,
+                            "samples": sampler.samples, "cpu_s": sampler.cpu_s}
+                print(f"  memory pass {METHODS[key]}: {args.total} in {wall:.1f} s "
+                      f"({sampler.samples} samples)", file=sys.stderr)
+
+        if "c" in daemons:
+            pool["after"] = pool_snapshot(daemons["c"])
+        for d in daemons.values():
+            d.hwm = d.vm_hwm()
+            try:
+                d.status_at_end = d.status()
+            except (OSError, ValueError) as e:
+                d.status_at_end = {"error": f"{type(e).__name__}: {e}"}
+        meta["load_after"] = round(os.getloadavg()[0], 2)
+
+        summary = summarize(args, keys, meta, daemons, seq, conc, pss, pool)
+        report(args, keys, summary)
+        print("\nJSON: " + json.dumps(summary, separators=(",", ":"), ensure_ascii=False))
     except (KeyboardInterrupt, Interrupted) as e:
         print(f"\ninterrupted ({e or 'Ctrl-C'}): cleaning up", file=sys.stderr)
         return 130
     finally:
         STOP.set()
         kill_live()
-        if daemon:
-            daemon.stop()
+        for d in daemons.values():
+            d.stop()
         shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def report(args, keys, seq, conc, hwm):
-    cols = [f"({k}) {METHODS[k]}" for k in keys]
-    has_ratios = "c" in keys
-    rat_cols = [f"(c) vs ({k})" for k in keys if k != "c"] if has_ratios else []
-    targets = {"print": "≥ 8×", "pandas": "≥ 8×", "plot": "≥ 4×"}
-    head = f"{'median of ' + str(args.runs) + ' runs':<32}" + "".join(f"{c:>15}" for c in cols)
-    head += "".join(f"{c:>13}" for c in rat_cols) + f"{'target vs (a)':>15}"
+# --------------------------------------------------------------------------- summary and report
+def ms(s):
+    return None if s is None or s != s else round(s * 1000, 2)
+
+
+def speedup(base, x, higher_is_better=False):
+    if not base or not x:
+        return None
+    return round(x / base if higher_is_better else base / x, 2)
+
+
+def verdict(ok):
+    return None if ok is None else ("PASS" if ok else "MISS")
+
+
+def summarize(args, keys, meta, daemons, seq, conc, pss, pool):
+    failures = []
+    s = {"meta": meta, "sequential": {}, "concurrent": {}, "memory": {}, "daemons": {},
+         "targets": [], "failures": failures}
+
+    def interp(t, key):
+        got = t.interpreters(DAEMONS.get(key))
+        return None if got is None else {"expected": DAEMONS[key], "ok": got[0], "of": got[1],
+                                         "not_ok": got[1] - got[0]}
+
+    def note_failures(what, key, t):
+        if t.failures:
+            i = interp(t, key)
+            extra = f" ({i['not_ok']} not {i['expected']})" if i and i["not_ok"] else ""
+            failures.append(f"{what} ({key}) {METHODS[key]}: {t.failures} failed{extra}, "
+                            f"e.g. {t.errors[0]}")
+
+    for w, tallies in seq.items():
+        med = {k: (statistics.median(t.times) if t.times else None) for k, t in tallies.items()}
+        rows = {}
+        for k, t in tallies.items():
+            server = [e["server_s"] for e in t.extra if e.get("server_s") is not None]
+            peaks = [e["peak_bytes"] for e in t.extra if e.get("peak_bytes")]
+            rows[k] = {"median_ms": ms(med[k]), "p90_ms": ms(percentile(t.times, 90)),
+                       "n": len(t.times), "failed": t.failures, "interpreter": interp(t, k),
+                       "vs_a": speedup(med.get("a"), med[k]) if k != "a" else None,
+                       "vs_b": speedup(med.get("b"), med[k]) if k != "b" else None}
+            if k in DAEMONS:
+                rows[k]["in_sandbox_median_ms"] = ms(statistics.median(server)) if server else None
+                rows[k]["peak_memory_median_mib"] = (
+                    round(statistics.median(peaks) / 2**20, 1) if peaks else None)
+            note_failures(LABELS[w], k, t)
+        s["sequential"][w] = rows
+        c = rows.get("c")
+        ratio = c and c["vs_a"]
+        ok = None if ratio is None else (ratio >= TARGET_VS_A[w] and c["failed"] == 0)
+        s["targets"].append({"what": f"{LABELS[w]}: (c) vs (a)", "target": f"≥ {TARGET_VS_A[w]:g}×",
+                             "measured": ratio, "failed": c and c["failed"], "verdict": verdict(ok)})
+
+    thr = {k: len(v["tally"].times) / v["wall"] if v["wall"] else None for k, v in conc.items()}
+    for k, v in conc.items():
+        t = v["tally"]
+        s["concurrent"][k] = {
+            "throughput_per_s": round(thr[k], 1) if thr[k] else None, "wall_s": round(v["wall"], 2),
+            "p50_ms": ms(percentile(t.times, 50)), "p99_ms": ms(percentile(t.times, 99)),
+            "ok": len(t.times), "failed": t.failures, "interpreter": interp(t, k),
+            "vs_a": speedup(thr.get("a"), thr[k], True) if k != "a" else None,
+            "vs_b": speedup(thr.get("b"), thr[k], True) if k != "b" else None,
+            "peak_vmrss_tree_mib": mib(v["peak_rss"]), "vmrss_samples": v["samples"]}
+        note_failures(f"concurrent {args.total} prints", k, t)
+    c = s["concurrent"].get("c")
+    shape = args.concurrency == TARGET_CLIENTS and os.cpu_count() == TARGET_CORES
+    ok = None if not c else ((c["throughput_per_s"] or 0) >= TARGET_THROUGHPUT and c["failed"] == 0)
+    s["targets"].append({
+        "what": f"(c) throughput, {args.concurrency} clients, {os.cpu_count()} cores",
+        "target": f"≥ {TARGET_THROUGHPUT:g} /s, 0 failed ({TARGET_CLIENTS} clients, "
+                  f"{TARGET_CORES} cores)",
+        "measured": c and c["throughput_per_s"], "failed": c and c["failed"],
+        "verdict": verdict(ok), "same_shape_as_target": shape})
+
+    for k, v in pss.items():
+        t = v["tally"]
+        s["memory"][k] = {"peak_rss_tree_mib": mib(v["peak"].get("rss")),
+                          "peak_pss_tree_mib": mib(v["peak"].get("pss")),
+                          "peak_processes": v["peak"].get("procs"), "samples": v["samples"],
+                          "wall_s": round(v["wall"], 2), "sampler_cpu_s": round(v["cpu_s"], 2),
+                          "failed": t.failures, "interpreter": interp(t, k)}
+        note_failures("memory pass", k, t)
+    s["pool"] = pool
+    snaps = [p for p in pool.values() if p and p["idle_children"]]
+    worst = max((p["child_unshared_max_mib"] for p in snaps), default=None)
+    s["targets"].append({"what": "(c) unshared memory per idle pre-forked child (max)",
+                         "target": f"< {TARGET_CHILD_MIB:g} MiB", "measured": worst,
+                         "verdict": verdict(None if worst is None else worst < TARGET_CHILD_MIB)})
+    if "c" in daemons and not snaps:
+        failures.append("(c) codecell: no idle pre-forked child found under the zygote")
+
+    for k, d in daemons.items():
+        start, end = d.status_at_start, getattr(d, "status_at_end", {})
+        i0, i1 = start.get("interpreters") or {}, end.get("interpreters") or {}
+        s["daemons"][k] = {
+            "ready_s": round(d.ready_s, 2), "workers": start.get("workers"),
+            "vm_hwm_mib": mib(getattr(d, "hwm", 0)),
+            "interpreters": {key: i0.get(key) for key in
+                             ("mode", "pid", "pool_size", "startup_seconds", "python",
+                              "preloaded", "failed_preloads", "reason") if key in i0},
+            "mode_at_end": i1.get("mode"), "restarts": i1.get("restarts"),
+            "zygote_pid_at_end": i1.get("pid")}
+        if i1.get("mode") != d.mode:
+            failures.append(f"({k}) {METHODS[k]}: interpreters.mode at the end is "
+                            f"{i1.get('mode')!r} ({i1.get('reason', '')})")
+        if i1.get("restarts"):
+            failures.append(f"({k}) {METHODS[k]}: the zygote was restarted {i1['restarts']} times")
+        if i0.get("failed_preloads"):
+            failures.append(f"({k}) {METHODS[k]}: failed preloads {i0['failed_preloads']}")
+    failures += WARMUP_FAILURES
+    return s
+
+
+def fmt_ms(v):
+    return "—" if v is None else f"{v:.1f} ms"
+
+
+def fmt_x(v):
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def fmt_mib(v):
+    return "—" if v is None else f"{v:.1f} MiB"
+
+
+def fmt_interp(i):
+    return "—" if not i else f"{i['ok']}/{i['of']} {i['expected']}"
+
+
+def report(args, keys, s):
+    targets = {t["what"]: t for t in s["targets"]}
     print()
+    head = (f"{'median of ' + str(args.runs) + ' runs':<26}{'method':<18}{'median':>10}{'p90':>10}"
+            f"{'failed':>8}  {'interpreter':<13}{'vs (a)':>8}{'vs (b)':>8}  target (c) vs (a)")
     print(head)
     print("-" * len(head))
-
-    def row(label, values, better_low=True, target=""):
-        line = f"{label:<32}"
+    for w, rows in s["sequential"].items():
+        first = True
         for k in keys:
-            v = values.get(k)
-            line += f"{(fmt_ms(v) if better_low else ('—' if v is None else f'{v:.1f} /s')):>15}"
-        for k in keys:
-            if k == "c" or not has_ratios:
-                continue
-            a, c = values.get(k), values.get("c")
-            r = None if not a or not c else (a / c if better_low else c / a)
-            line += f"{ratio(r):>13}"
-        line += f"{target:>15}"
-        print(line)
-
-    failures = []
-    for w, tallies in seq.items():
-        values = {k: (statistics.median(t.times) if t.times else None) for k, t in tallies.items()}
-        row(LABELS[w], values, target=targets[w])
-        failures += [f"{LABELS[w]} ({k}): {t.failures} failed, e.g. {t.errors[0]}"
-                     for k, t in tallies.items() if t.failures]
-    label = f"{args.total} prints, {args.concurrency} clients"
-    row(f"{label}: throughput", {k: len(t.times) / wall for k, (t, wall, _, _) in conc.items()},
-        better_low=False, target="≥ 150 /s")
-    row("  latency p50", {k: percentile(t.times, 50) for k, (t, _, _, _) in conc.items()})
-    row("  latency p99", {k: percentile(t.times, 99) for k, (t, _, _, _) in conc.items()})
-    print(f"{'  failures':<32}" + "".join(f"{conc[k][0].failures:>15}" for k in keys)
-          + " " * (13 * len(rat_cols)) + f"{'0':>15}")
-    for k, (t, _, _, _) in conc.items():
-        if t.failures:
-            failures.append(f"concurrent ({k}): {t.failures} failed, e.g. {t.errors[0]}")
-    print("×: how many times faster codecell is (a ratio > 1 means codecell is faster)")
+            r = rows[k]
+            line = (f"{LABELS[w] if first else '':<26}{f'({k}) {METHODS[k]}':<18}"
+                    f"{fmt_ms(r['median_ms']):>10}{fmt_ms(r['p90_ms']):>10}{r['failed']:>8}  "
+                    f"{fmt_interp(r['interpreter']):<13}{fmt_x(r['vs_a']):>8}{fmt_x(r['vs_b']):>8}")
+            if k == "c":
+                t = targets[f"{LABELS[w]}: (c) vs (a)"]
+                line += f"  {t['target']}: {t['verdict'] or 'n/a (no (a))'}"
+            print(line.rstrip())
+            first = False
+    print()
+    head = (f"{f'{args.total} prints, {args.concurrency} clients':<26}{'method':<18}"
+            f"{'through.':>10}{'p50':>10}{'p99':>10}{'failed':>8}  {'interpreter':<13}"
+            f"{'vs (a)':>8}{'vs (b)':>8}  target")
+    print(head)
+    print("-" * len(head))
+    for k in keys:
+        r = s["concurrent"][k]
+        tp = "—" if r["throughput_per_s"] is None else f"{r['throughput_per_s']:.1f} /s"
+        line = (f"{'':<26}{f'({k}) {METHODS[k]}':<18}{tp:>10}{fmt_ms(r['p50_ms']):>10}"
+                f"{fmt_ms(r['p99_ms']):>10}{r['failed']:>8}  {fmt_interp(r['interpreter']):<13}"
+                f"{fmt_x(r['vs_a']):>8}{fmt_x(r['vs_b']):>8}")
+        if k == "c":
+            t = [t for t in s["targets"] if t["what"].startswith("(c) throughput")][0]
+            line += f"  {t['target']}: {t['verdict']}"
+            if not t["same_shape_as_target"]:
+                line += " (measured with another shape)"
+        print(line.rstrip())
+    print("vs (a), vs (b): how many times faster than (a), (b) (median(a) / median(method); for "
+          "throughput method / (a)); > 1× = faster.\nfailed includes wrong output and, for (c) "
+          "and (d), results whose \"interpreter\" is not the expected one.")
 
     print()
-    print("memory, peak during the concurrent run (sum of VmRSS over the process tree, sampled "
-          "every 20 ms;\nshared pages count once per process, so these overstate RAM use):")
-    for k, (_, _, peak, n) in conc.items():
-        what = ("the daemon + its helpers, inits and interpreters" if k == "c"
-                else "this script's children (the interpreters and bwrap)")
-        print(f"  ({k}) {METHODS[k]:<9} {peak / 1024:8.1f} MiB  {what}, {n} samples")
-    if "c" in conc:
-        print(f"  codecell daemon process alone: VmHWM {hwm / 1024:.1f} MiB over the whole run")
+    print("memory, peak Σ VmRSS over the process tree during the concurrent run (every 20 ms; "
+          "shared pages count\nonce per process, so these overstate RAM use):")
+    for k in keys:
+        r = s["concurrent"][k]
+        what = {"c": "the daemon + its helpers, the zygote and its pool, inits, interpreters",
+                "d": "the daemon + its helpers, inits and interpreters"}.get(
+                    k, "this script's children (the interpreters and bwrap)")
+        print(f"  ({k}) {METHODS[k]:<14} {fmt_mib(r['peak_vmrss_tree_mib']):>11}  {what}, "
+              f"{r['vmrss_samples']} samples")
+    for k, d in s["daemons"].items():
+        print(f"  ({k}) {METHODS[k]} daemon process alone: VmHWM {fmt_mib(d['vm_hwm_mib'])} "
+              "over the whole run")
+    if s["memory"]:
+        print("daemon tree in a second, untimed concurrent pass (smaps_rollup of every process, "
+              "back to back; Σ Pss splits\nshared pages among their sharers, the honest figure for "
+              "a forked tree):")
+        for k, m in s["memory"].items():
+            print(f"  ({k}) {METHODS[k]:<14} peak Σ Rss {fmt_mib(m['peak_rss_tree_mib']):>11}, "
+                  f"peak Σ Pss {fmt_mib(m['peak_pss_tree_mib']):>11}, up to "
+                  f"{m['peak_processes']} processes; {m['samples']} samples in {m['wall_s']} s "
+                  f"(sampling used {m['sampler_cpu_s']} s CPU), {m['failed']} failed")
+    pool = s["pool"]
+    if "c" in s["daemons"]:
+        d = s["daemons"]["c"]
+        i = d["interpreters"]
+        print(f"warm pool (c): zygote pid {i.get('pid')}, pool_size {i.get('pool_size')}, "
+              f"ready {d['ready_s']} s after spawning the daemon (zygote startup "
+              f"{i.get('startup_seconds')} s), {len(i.get('preloaded') or [])} preloads, "
+              f"restarts during the run: {d['restarts']}")
+        t = [t for t in s["targets"] if t["what"].startswith("(c) unshared")][0]
+        for when, p in pool.items():
+            if not p:
+                print(f"  {when} the runs: no zygote")
+                continue
+            z = p["zygote"]
+            print(f"  {when + ' the runs:':<18}zygote Rss {fmt_mib(z['rss_mib'])}, Pss "
+                  f"{fmt_mib(z['pss_mib'])}, unshared {fmt_mib(z['unshared_mib'])}; "
+                  f"{p['idle_children']} idle children ({p['other_children']} other): unshared "
+                  f"median {fmt_mib(p['child_unshared_median_mib'])}, max "
+                  f"{fmt_mib(p['child_unshared_max_mib'])} (Rss median "
+                  f"{fmt_mib(p['child_rss_median_mib'])}, Pss median "
+                  f"{fmt_mib(p['child_pss_median_mib'])})")
+        print(f"  unshared = Private_Clean + Private_Dirty from smaps_rollup; target per idle "
+              f"child {t['target']}: {t['verdict'] or 'n/a'}")
 
-    if "c" in keys:
+    daemon_keys = [k for k in keys if k in DAEMONS]
+    if daemon_keys:
         print()
         print("codecell, where the time goes (medians): HTTP round trip vs the execution_time the "
               "service reports\n(sandbox launch to interpreter exit); the rest is the helper "
               "process, workspace, cgroup, files, HTTP:")
-        for w, tallies in seq.items():
-            t = tallies["c"]
-            server = [e["server_s"] for e in t.extra if e.get("server_s") is not None]
-            peaks = [e["peak_bytes"] for e in t.extra if e.get("peak_bytes")]
-            if t.times and server:
-                rt, sv = statistics.median(t.times), statistics.median(server)
-                print(f"  {LABELS[w]:<28} round trip {fmt_ms(rt):>10}, in the sandbox "
+        for w, rows in s["sequential"].items():
+            for k in daemon_keys:
+                r = rows[k]
+                if r["median_ms"] is None or r.get("in_sandbox_median_ms") is None:
+                    continue
+                rt, sv = r["median_ms"], r["in_sandbox_median_ms"]
+                peak = r.get("peak_memory_median_mib")
+                print(f"  {LABELS[w]:<26}({k}) round trip {fmt_ms(rt):>10}, in the sandbox "
                       f"{fmt_ms(sv):>10}, around it {fmt_ms(rt - sv):>9}"
-                      + (f", peak {statistics.median(peaks) / 2**20:.0f} MiB" if peaks else ""))
-    failures += WARMUP_FAILURES
-    if failures:
+                      + (f", peak {peak:.0f} MiB" if peak else ""))
+
+    print()
+    print("targets:")
+    for t in s["targets"]:
+        m = t["measured"]
+        shown = "—" if m is None else (f"{m:.2f}×" if "×" in t["target"] else
+                                       f"{m:.1f} MiB" if "MiB" in t["target"] else f"{m:.1f} /s")
+        failed = f", {t['failed']} failed" if t.get("failed") else ""
+        print(f"  {t['what']:<52} {shown:>10}{failed}  target {t['target']}: "
+              f"{t['verdict'] or 'n/a'}")
+    if s["failures"]:
         print()
         print("failures:")
-        for f in failures:
+        for f in s["failures"]:
             print("  " + f)
+    m = s["meta"]
+    print(f"\nload average (1 min): {m['load_before']:.2f} before the runs, {m['load_after']:.2f} "
+          "after (this script alone keeps it near 1-2; much more means something else ran "
+          "meanwhile and the numbers are noisier)")
 
 
 if __name__ == "__main__":
