@@ -1,9 +1,12 @@
 #include "api/service.h"
 
+#include <sys/eventfd.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -155,12 +158,14 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-Service::Service(ServiceConfig config, std::unique_ptr<store::Store> store, std::string self_exe)
+Service::Service(ServiceConfig config, std::unique_ptr<store::Store> store, std::string self_exe,
+                 exec::ExecutionEnvironment environment)
     : config_(std::move(config)),
       store_(std::move(store)),
       files_(*store_, config_.data_dir, config_.files),
       helpers_(self_exe),
       zygote_(self_exe, config_.data_dir, config_.warm),
+      environment_(std::move(environment)),
       admission_(config_.workers, config_.queue, config_.per_user),
       server_(std::make_unique<httplib::Server>()) {}
 
@@ -209,6 +214,35 @@ json Service::Status() {
                           {"queue_limit", config_.queue},
                           {"per_user_limit", config_.per_user}};
   return status;
+}
+
+sandbox::Result<json> Service::RunOne(exec::ExecutionRequest& request) {
+  // Warm: in this process, on a child the zygote forked. Cold (no zygote, or it did not answer):
+  // in a fresh `codecell __execute` helper, so that no thread of ours ever clones a sandbox.
+  std::optional<exec::WarmChild> warm;
+  if (std::string socket = zygote_.socket(); !socket.empty()) {
+    auto acquired = exec::AcquireWarmChild(socket);
+    if (acquired) {
+      warm = std::move(acquired.value());
+    } else {
+      Log({{"level", "warning"}, {"event", "zygote"}, {"message", acquired.error()}});
+    }
+  }
+  if (!warm) return helpers_.Run(exec::RequestToJson(request, config_.data_dir));
+  sandbox::UniqueFd cancel(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!cancel.valid()) return sandbox::Result<json>::Fail("eventfd failed");
+  {
+    std::lock_guard<std::mutex> lock(cancel_mutex_);
+    cancel_fds_.insert(cancel.get());
+  }
+  request.cancel_fd = cancel.get();
+  auto result = exec::RunExecution(environment_, request, std::move(warm));
+  {
+    std::lock_guard<std::mutex> lock(cancel_mutex_);
+    cancel_fds_.erase(cancel.get());
+  }
+  if (!result) return sandbox::Result<json>::Fail(result.error());
+  return result->ToJson();
 }
 
 void Service::Routes() {
@@ -515,9 +549,7 @@ void Service::Routes() {
     store::ExecutionRecord record;
     record.user_id = user;
     record.started_at = files::NowMillis();
-    json helper_request = exec::RequestToJson(request, config_.data_dir);
-    helper_request["zygote_socket"] = zygote_.socket();
-    auto out = helpers_.Run(helper_request);
+    auto out = RunOne(request);
     record.finished_at = files::NowMillis();
     std::error_code ec;
     if (!out) {
@@ -647,10 +679,14 @@ void Service::Stop() {
   admission_.Shutdown();
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::duration<double>(config_.shutdown_grace_seconds);
-  while (helpers_.running() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while (admission_.running() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   helpers_.CancelAll();
+  {
+    std::lock_guard<std::mutex> lock(cancel_mutex_);
+    for (int fd : cancel_fds_) (void)::eventfd_write(fd, 1);
+  }
   zygote_.Stop();
   {
     std::lock_guard<std::mutex> lock(stop_mutex_);

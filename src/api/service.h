@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -26,7 +27,10 @@ namespace codecell::api {
 // executions, the hourly cleanup and metrics. Executions run in helper processes.
 class Service {
  public:
-  Service(ServiceConfig config, std::unique_ptr<store::Store> store, std::string self_exe);
+  // `environment`: prepared by the caller while still single-threaded (it enters a private mount
+  // namespace, where warm executions mount their workspaces).
+  Service(ServiceConfig config, std::unique_ptr<store::Store> store, std::string self_exe,
+          exec::ExecutionEnvironment environment);
   ~Service();
 
   // Binds, starts the cleanup thread and serves until Stop(); returns false if binding failed.
@@ -44,12 +48,18 @@ class Service {
   void Routes();
   void CleanupLoop();
   nlohmann::json Status();
+  sandbox::Result<nlohmann::json> RunOne(exec::ExecutionRequest& request);
 
   ServiceConfig config_;
   std::unique_ptr<store::Store> store_;
   files::FileManager files_;
   exec::HelperProcesses helpers_;
   exec::ZygoteSupervisor zygote_;
+  // Warm executions run in the service's own threads (the zygote's child does the forking); each
+  // has an eventfd in `cancel_fds_` that Stop() makes readable.
+  exec::ExecutionEnvironment environment_;
+  std::mutex cancel_mutex_;
+  std::set<int> cancel_fds_;
   exec::Admission admission_;
   Metrics metrics_;
   std::unique_ptr<httplib::Server> server_;

@@ -52,6 +52,14 @@ int Serve(const ServeOptions& o) {
     std::cerr << "codecell serve: " << e.what() << std::endl;
     return 1;
   }
+  // While single-threaded: this enters the private mount namespace where warm executions mount
+  // their workspaces, compiles the seccomp filter and sweeps what a previous run left behind.
+  auto environment = exec::ExecutionEnvironment::Prepare(config->data_dir);
+  if (!environment) {
+    std::cerr << "codecell serve: " << environment.error() << std::endl;
+    return 1;
+  }
+  environment->allow_cold = false;
   // Every thread inherits this mask; one thread takes the signals with sigwait.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -60,7 +68,8 @@ int Serve(const ServeOptions& o) {
   ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  api::Service service(std::move(config.value()), std::move(store), SelfExe());
+  api::Service service(std::move(config.value()), std::move(store), SelfExe(),
+                       std::move(environment.value()));
   std::thread signals([&] {
     int sig = 0;
     ::sigwait(&stop_signals, &sig);

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "exec/file_types.h"
 #include "exec/generated_files.h"
@@ -260,7 +261,8 @@ Result<ExecutionEnvironment> ExecutionEnvironment::Prepare(const std::string& da
 }
 
 Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
-                                     const ExecutionRequest& request) {
+                                     const ExecutionRequest& request,
+                                     std::optional<WarmChild> warm) {
   using R = Result<ExecutionResult>;
   const Limits& limits = request.limits;
   auto lease = sandbox::SlotLease::Acquire(env.slots);
@@ -278,11 +280,24 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
     runner_inputs.push_back({input.file_id, *name});
   }
 
+  // A warm child first: it comes with the cgroup it has already joined.
+  if (!warm && !env.zygote_socket.empty()) {
+    auto acquired = AcquireWarmChild(env.zygote_socket);
+    if (acquired) {
+      warm = std::move(acquired.value());
+    } else if (env.require_warm) {
+      return R::Fail("no warm interpreter (required): " + acquired.error());
+    }
+  }
+  if (!warm && !env.allow_cold) return R::Fail("no warm interpreter, and cold ones are not allowed");
   sandbox::ExecutionCgroup cgroup;
   if (env.cgroups.mode != sandbox::CgroupMode::kNone) {
-    auto created = sandbox::ExecutionCgroup::Create(
-        env.cgroups, result.execution_id,
-        {limits.memory_mb << 20, limits.max_processes, limits.cpus});
+    const sandbox::CgroupLimits cgroup_limits{limits.memory_mb << 20, limits.max_processes,
+                                              limits.cpus};
+    auto created = warm && !warm->cgroup.empty()
+                       ? sandbox::ExecutionCgroup::Adopt(env.cgroups, warm->cgroup, cgroup_limits)
+                       : sandbox::ExecutionCgroup::Create(env.cgroups, result.execution_id,
+                                                          cgroup_limits);
     if (!created) return R::Fail(created.error());
     cgroup = std::move(created.value());
   }
@@ -319,7 +334,8 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   spec.rlimits.cpu_seconds = static_cast<rlim_t>(std::ceil(limits.timeout_seconds)) + 1;
   spec.rlimits.file_size_bytes = std::max(limits.workspace_mb, limits.tmp_mb) << 20;
   if (!cgroup.limits_memory()) spec.rlimits.address_space_bytes = limits.memory_mb << 20;
-  spec.cgroup_procs_fds = cgroup.procs_fds();
+  // A warm child is in its cgroup already; joining again would cost another migration.
+  if (!warm) spec.cgroup_procs_fds = cgroup.procs_fds();
   spec.stdout_fd = out->write.get();
   spec.stderr_fd = err->write.get();
   spec.seccomp = &env.seccomp;
@@ -329,16 +345,9 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   sandbox::SandboxReport report;
 
   const auto start = Clock::now();
-  Result<sandbox::SandboxProcess> launched = Result<sandbox::SandboxProcess>::Fail("");
-  if (!env.zygote_socket.empty()) {
-    launched = LaunchWarmSandbox(env.zygote_socket, spec);
-    if (launched) {
-      result.interpreter = "warm";
-    } else if (env.require_warm) {
-      return R::Fail("no warm interpreter (required): " + launched.error());
-    }
-  }
-  if (!launched) launched = sandbox::LaunchSandbox(spec);
+  Result<sandbox::SandboxProcess> launched =
+      warm ? StartWarmChild(std::move(*warm), spec) : sandbox::LaunchSandbox(spec);
+  if (warm) result.interpreter = "warm";
   out->write.reset();
   err->write.reset();
   if (!launched) return R::Fail(launched.error());

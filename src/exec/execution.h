@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "exec/zygote_client.h"
 #include "sandbox/cgroups.h"
 #include "sandbox/seccomp_filter.h"
 #include "sandbox/slots.h"
@@ -103,15 +104,20 @@ struct ExecutionEnvironment {
   // prove which path they exercised).
   std::string zygote_socket;
   bool require_warm = false;
+  // False in the service: its threads must never clone a sandbox themselves, so every execution
+  // it runs in-process comes with a warm child (cold ones go through `codecell __execute`).
+  bool allow_cold = true;
 
   // Needs root. Enters a private mount namespace (call before starting threads), detects cgroups,
   // compiles the seccomp filter, builds matplotlib's font cache, sweeps leftovers of dead runs.
   static Result<ExecutionEnvironment> Prepare(const std::string& data_dir);
 };
 
-// Runs one execution to the end. Fails (no result) only when codecell itself could not run it;
-// whatever the user's code does is a result.
+// Runs one execution to the end, on `warm` when given, else on a child of env.zygote_socket, else
+// (allow_cold) on a fresh interpreter. Fails (no result) only when codecell itself could not run
+// it; whatever the user's code does is a result.
 Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
-                                     const ExecutionRequest& request);
+                                     const ExecutionRequest& request,
+                                     std::optional<WarmChild> warm = std::nullopt);
 
 }  // namespace codecell::exec

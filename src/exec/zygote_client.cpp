@@ -16,9 +16,8 @@ namespace codecell::exec {
 using sandbox::Result;
 using sandbox::UniqueFd;
 
-Result<sandbox::SandboxProcess> LaunchWarmSandbox(const std::string& socket_path,
-                                                  const sandbox::SandboxSpec& spec) {
-  using R = Result<sandbox::SandboxProcess>;
+Result<WarmChild> AcquireWarmChild(const std::string& socket_path) {
+  using R = Result<WarmChild>;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (socket_path.empty() || socket_path.size() >= sizeof address.sun_path) {
@@ -44,12 +43,21 @@ Result<sandbox::SandboxProcess> LaunchWarmSandbox(const std::string& socket_path
   if (reply->fds.size() != 3 || !body.contains("pid")) {
     return R::Fail("zygote: reply without a child's descriptors");
   }
-  UniqueFd channel = std::move(reply->fds[0]);
-  sandbox::SandboxProcess process;
-  process.pid = body["pid"].get<pid_t>();
-  process.pidfd = std::move(reply->fds[1]);
-  process.report = std::move(reply->fds[2]);
+  WarmChild child;
+  child.pid = body["pid"].get<pid_t>();
+  child.cgroup = body.value("cgroup", "");
+  child.channel = std::move(reply->fds[0]);
+  child.pidfd = std::move(reply->fds[1]);
+  child.report = std::move(reply->fds[2]);
+  return child;
+}
 
+Result<sandbox::SandboxProcess> StartWarmChild(WarmChild child, const sandbox::SandboxSpec& spec) {
+  using R = Result<sandbox::SandboxProcess>;
+  sandbox::SandboxProcess process;
+  process.pid = child.pid;
+  process.pidfd = std::move(child.pidfd);
+  process.report = std::move(child.report);
   UniqueFd mount_ns(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
   if (!mount_ns.valid()) {
     process.Kill();
@@ -59,7 +67,7 @@ Result<sandbox::SandboxProcess> LaunchWarmSandbox(const std::string& socket_path
   fds.insert(fds.end(), spec.cgroup_procs_fds.begin(), spec.cgroup_procs_fds.end());
   std::string request =
       sandbox::SpecToJson(spec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (auto s = sandbox::SendMessage(channel.get(), request, fds); !s) {
+  if (auto s = sandbox::SendMessage(child.channel.get(), request, fds); !s) {
     process.Kill();
     return R::Fail("warm child: " + s.error());
   }

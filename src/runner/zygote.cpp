@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runner/runner_files.h"
+#include "sandbox/cgroups.h"
 #include "sandbox/fd_passing.h"
 #include "sandbox/fds.h"
 #include "sandbox/file_io.h"
@@ -240,9 +241,14 @@ sandbox::Result<Interpreter> Preload(const std::vector<std::string>& preload) {
   ::_exit(126);
 }
 
-// Runs in the child, right after the clone. Waits for its execution, confines itself, runs it.
-[[noreturn]] void WarmChildMain(int channel, int report, const sandbox::SeccompProgram& seccomp,
-                                PyObject* warm_main) {
+// Runs in the child, right after the clone. Joins its cgroups, waits for its execution, confines
+// itself, runs it.
+[[noreturn]] void WarmChildMain(int channel, int report, const std::vector<int>& cgroup_procs,
+                                const sandbox::SeccompProgram& seccomp, PyObject* warm_main) {
+  // First, so that even the copy-on-write faults of the fork hooks are charged to the child.
+  for (int fd : cgroup_procs) {
+    if (::write(fd, "0", 1) != 1) ChildFail(report, "join warm cgroup", errno);
+  }
   PyOS_AfterFork_Child();
   // The zygote's death (and so the service's) ends every child, idle or running.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -290,12 +296,25 @@ sandbox::Result<Interpreter> Preload(const std::vector<std::string>& preload) {
 struct IdleChild {
   pid_t pid = -1;
   UniqueFd pidfd, channel, report_read, report_write;
+  std::string cgroup_name;
+  sandbox::ExecutionCgroup cgroup;  // removed if the child dies idle; the client's once handed out
 };
 
 class Zygote {
  public:
-  Zygote(const ZygoteOptions& options, sandbox::SeccompProgram seccomp, Interpreter interpreter)
-      : options_(options), seccomp_(std::move(seccomp)), interpreter_(std::move(interpreter)) {}
+  Zygote(const ZygoteOptions& options, sandbox::SeccompProgram seccomp, Interpreter interpreter,
+         sandbox::CgroupLayout cgroups)
+      : options_(options),
+        seccomp_(std::move(seccomp)),
+        interpreter_(std::move(interpreter)),
+        cgroups_(std::move(cgroups)) {}
+
+  ~Zygote() {
+    // Idle children would die with us anyway (PR_SET_PDEATHSIG); reaping them first lets their
+    // cgroups be removed.
+    for (auto& child : idle_) ::kill(child.pid, SIGKILL);
+    for (auto& child : idle_) ::waitpid(child.pid, nullptr, 0);
+  }
 
   sandbox::Status ForkOne() {
     // A thread here would leave locks held in the child: refuse rather than fork.
@@ -314,10 +333,21 @@ class Zygote {
     IdleChild child;
     child.report_read.reset(pipe_fds[0]);
     child.report_write.reset(pipe_fds[1]);
+    if (cgroups_.mode != sandbox::CgroupMode::kNone) {
+      // The client sets the execution's real limits when it adopts the cgroup; until then the
+      // defaults bound an idle child.
+      child.cgroup_name = "warm-" + std::to_string(::getpid()) + "-" + std::to_string(++forked_);
+      auto cgroup = sandbox::ExecutionCgroup::Create(cgroups_, child.cgroup_name, {.cpus = 1});
+      if (!cgroup) return sandbox::Status::Fail(cgroup.error());
+      child.cgroup = std::move(cgroup.value());
+    }
+    std::vector<int> cgroup_procs = child.cgroup.procs_fds();
     PyOS_BeforeFork();
     pid_t pid = sandbox::ForkIntoNamespaces(sandbox::kWarmChildNamespaces);
-    if (pid == 0) WarmChildMain(theirs.get(), child.report_write.get(), seccomp_,
-                                interpreter_.warm_main);
+    if (pid == 0) {
+      WarmChildMain(theirs.get(), child.report_write.get(), cgroup_procs, seccomp_,
+                    interpreter_.warm_main);
+    }
     PyOS_AfterFork_Parent();
     if (pid < 0) return sandbox::Status::Fail(std::string("clone: ") + std::strerror(-pid));
     child.pid = pid;
@@ -358,7 +388,9 @@ class Zygote {
     IdleChild child = std::move(idle_.front());
     idle_.erase(idle_.begin());
     int fds[] = {child.channel.get(), child.pidfd.get(), child.report_read.get()};
-    auto sent = sandbox::SendMessage(connection, json{{"pid", child.pid}}.dump(), fds);
+    auto sent = sandbox::SendMessage(
+        connection, json{{"pid", child.pid}, {"cgroup", child.cgroup_name}}.dump(), fds);
+    child.cgroup.Release();
     if (!sent) {
       // The client is gone: the child will read end of file and leave; its record goes nowhere.
       Log("could not hand out child " + std::to_string(child.pid) + ": " + sent.error());
@@ -432,6 +464,8 @@ class Zygote {
   const ZygoteOptions& options_;
   sandbox::SeccompProgram seccomp_;
   Interpreter interpreter_;
+  sandbox::CgroupLayout cgroups_;
+  uint64_t forked_ = 0;
   size_t pool_size_ = 0;
   std::vector<IdleChild> idle_;
   std::map<pid_t, UniqueFd> running_;  // handed-out child -> its report pipe's write end
@@ -499,7 +533,10 @@ int ZygoteMain(const ZygoteOptions& options) {
   if (!interpreter) return fail(interpreter.error());
   json preload_report = interpreter->report;
 
-  Zygote zygote(options, std::move(seccomp.value()), std::move(interpreter.value()));
+  sandbox::CgroupLayout cgroups = sandbox::DetectCgroups();
+  if (!cgroups.missing.empty()) Log(cgroups.Describe());
+  Zygote zygote(options, std::move(seccomp.value()), std::move(interpreter.value()),
+                std::move(cgroups));
   size_t pool = std::min(options.pool_size, kMaxPool);
   if (uint64_t available = MemAvailableBytes(); available > 0) {
     size_t affordable = static_cast<size_t>(available / 4 / kIdleChildBudgetBytes);

@@ -223,6 +223,25 @@ void SweepStaleCgroups(const CgroupLayout& layout, long min_age_seconds) {
 
 Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout, const std::string& name,
                                                 const CgroupLimits& limits) {
+  return Open(layout, name, limits, false);
+}
+
+Result<ExecutionCgroup> ExecutionCgroup::Adopt(const CgroupLayout& layout, const std::string& name,
+                                               const CgroupLimits& limits) {
+  auto cg = Open(layout, name, limits, true);
+  if (!cg) return cg;
+  if (layout.mode == CgroupMode::kV1 && !cg->memory_dir_.empty()) {
+    (void)WriteStringToFile(cg->memory_dir_ + "/memory.max_usage_in_bytes", "0");
+  }
+  cg->cpu_baseline_ns_ = 0;
+  if (auto seconds = cg->ReadStats().cpu_seconds) {
+    cg->cpu_baseline_ns_ = static_cast<uint64_t>(*seconds * 1e9);
+  }
+  return cg;
+}
+
+Result<ExecutionCgroup> ExecutionCgroup::Open(const CgroupLayout& layout, const std::string& name,
+                                              const CgroupLimits& limits, bool adopt) {
   using R = Result<ExecutionCgroup>;
   ExecutionCgroup cg;
   cg.mode_ = layout.mode;
@@ -230,13 +249,17 @@ Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout, cons
     std::string dir = base + "/" + name;
     // Co-mounted v1 controllers (cpu,cpuacct) share one hierarchy, hence one directory.
     if (std::find(cg.dirs_.begin(), cg.dirs_.end(), dir) != cg.dirs_.end()) return dir;
-    if (::mkdir(dir.c_str(), 0755) != 0) return std::nullopt;
+    if ((adopt ? ::access(dir.c_str(), F_OK) : ::mkdir(dir.c_str(), 0755)) != 0) {
+      return std::nullopt;
+    }
     cg.dirs_.push_back(dir);
     return dir;
   };
-  // CFS bandwidth: `quota` microseconds of CPU per 100 ms period, per core allowed.
+  // CFS bandwidth: `quota` microseconds of CPU per 100 ms period, per core allowed; an adopted
+  // cgroup may have had a quota that must now be lifted (-1 / "max").
   const long period_us = 100000;
-  const long quota_us = static_cast<long>(limits.cpus * period_us);
+  const long quota_us = limits.cpus > 0 ? static_cast<long>(limits.cpus * period_us) : -1;
+  const bool set_cpu_limit = limits.cpus > 0 || adopt;
   auto write = [&](const std::string& path, const std::string& value) -> std::string {
     SysResult r = WriteStringToFile(path, value);
     return r.ok() ? "" : path + ": " + Describe(r);
@@ -260,9 +283,9 @@ Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout, cons
       }
       cg.pids_dir_ = *dir;
     }
-    if (layout.cpu_limit && limits.cpus > 0) {
-      if (auto e =
-              write(*dir + "/cpu.max", std::to_string(quota_us) + " " + std::to_string(period_us));
+    if (layout.cpu_limit && set_cpu_limit) {
+      std::string quota = quota_us > 0 ? std::to_string(quota_us) : "max";
+      if (auto e = write(*dir + "/cpu.max", quota + " " + std::to_string(period_us));
           !e.empty()) {
         return R::Fail(e);
       }
@@ -298,7 +321,7 @@ Result<ExecutionCgroup> ExecutionCgroup::Create(const CgroupLayout& layout, cons
       auto dir = make(layout.v1_cpuacct);
       if (dir) cg.cpu_dir_ = *dir;
     }
-    if (layout.cpu_limit && limits.cpus > 0) {
+    if (layout.cpu_limit && set_cpu_limit) {
       auto dir = make(layout.v1_cpu);
       if (!dir) return R::Fail("cannot create cpu cgroup: " + std::string(std::strerror(errno)));
       for (auto [file, value] : {std::pair<const char*, long>{"cpu.cfs_period_us", period_us},
@@ -346,7 +369,8 @@ CgroupStats ExecutionCgroup::ReadStats() const {
     }
     if (!cpu_dir_.empty()) {
       if (auto usec = ReadKey(cpu_dir_ + "/cpu.stat", "usage_usec")) {
-        stats.cpu_seconds = static_cast<double>(*usec) / 1e6;
+        uint64_t ns = *usec * 1000;
+        stats.cpu_seconds = static_cast<double>(ns - std::min(ns, cpu_baseline_ns_)) / 1e9;
       }
     }
   } else if (mode_ == CgroupMode::kV1) {
@@ -356,7 +380,7 @@ CgroupStats ExecutionCgroup::ReadStats() const {
     }
     if (!cpu_dir_.empty()) {
       if (auto ns = ReadNumber(cpu_dir_ + "/cpuacct.usage")) {
-        stats.cpu_seconds = static_cast<double>(*ns) / 1e9;
+        stats.cpu_seconds = static_cast<double>(*ns - std::min(*ns, cpu_baseline_ns_)) / 1e9;
       }
     }
   }
