@@ -122,7 +122,7 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
     if (auto preload = t["interpreters"]["preload"]) {
       auto list = preload.as_array();
       if (list == nullptr) return R::Fail(file + ": interpreters.preload must be a list of modules");
-      c.warm.preload_given = true;
+      c.warm.preload.clear();
       for (const auto& m : *list) {
         auto v = m.value<std::string>();
         if (!v || v->empty()) {
@@ -182,7 +182,6 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
   }
   if (const char* v = env("CODECELL_PRELOAD")) {
     c.warm.preload = SplitCommas(v);
-    c.warm.preload_given = true;
   }
   if (const char* v = env("CODECELL_OVER_QUOTA")) {
     std::string s = v;

@@ -220,7 +220,7 @@ sandbox::Result<json> Service::RunOne(exec::ExecutionRequest& request) {
   // Warm: in this process, on a child the zygote forked. Cold (no zygote, or it did not answer):
   // in a fresh `codecell __execute` helper, so that no thread of ours ever clones a sandbox.
   std::optional<exec::WarmChild> warm;
-  if (std::string socket = zygote_.socket(); !socket.empty()) {
+  if (std::string socket = zygote_.SocketFor(request.code); !socket.empty()) {
     auto acquired = exec::AcquireWarmChild(socket);
     if (acquired) {
       warm = std::move(acquired.value());

@@ -82,6 +82,11 @@ int Run(RunOptions& o) {
   // interpreter cannot make them pass.
   const char* require_warm = std::getenv("CODECELL_REQUIRE_WARM");
   env->require_warm = require_warm != nullptr && std::string(require_warm) == "1";
+  if (env->require_warm && env->zygote_socket.empty()) {
+    return Fail(o, "internal",
+                "CODECELL_REQUIRE_WARM=1 but no zygote was named (--zygote or "
+                "CODECELL_ZYGOTE_SOCKET)");
+  }
   if (!env->cgroups.missing.empty() && !o.json) {
     std::cerr << "codecell: warning: " << env->cgroups.Describe() << "\n";
   }

@@ -308,7 +308,8 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   rootfs.overlay_lower = "lower";
   rootfs.overlay_upper = "ws/upper";
   rootfs.overlay_work = "ws/work";
-  rootfs.meta_files = {{"runner.py", runner::kRunnerSource},
+  // A warm child writes the runner from its own copy of this binary.
+  rootfs.meta_files = {{"runner.py", warm ? "" : runner::kRunnerSource},
                        {"code.py", request.code},
                        {"files.json", runner::FilesJson(runner_inputs)}};
   rootfs.tmp_bytes = limits.tmp_mb << 20;

@@ -39,36 +39,75 @@ std::string DescribeWaitStatus(int status) {
 
 }  // namespace
 
+std::vector<std::string> BasePreload() {
+  return {"json",   "linecache", "threading", "traceback", "tokenize", "random", "math",
+          "re",     "datetime",  "collections", "itertools", "functools", "statistics",
+          "decimal", "fractions", "csv", "string", "textwrap", "pprint", "dataclasses"};
+}
+
+bool WantsFullPreload(std::string_view code, const std::vector<std::string>& preload) {
+  std::vector<std::string> words = {"load_file", "importlib", "__import__"};
+  for (const auto& module : preload) words.push_back(module.substr(0, module.find('.')));
+  auto is_word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  for (const auto& word : words) {
+    for (size_t at = code.find(word); at != std::string_view::npos;
+         at = code.find(word, at + 1)) {
+      size_t end = at + word.size();
+      if ((at == 0 || !is_word(code[at - 1])) && (end == code.size() || !is_word(code[end]))) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 ZygoteSupervisor::ZygoteSupervisor(std::string self_exe, std::string data_dir,
                                    WarmSettings settings)
-    : self_exe_(std::move(self_exe)),
-      data_dir_(std::move(data_dir)),
-      socket_path_("/run/codecell/zygote-" + std::to_string(::getpid()) + ".sock"),
-      settings_(std::move(settings)) {}
+    : self_exe_(std::move(self_exe)), data_dir_(std::move(data_dir)), settings_(std::move(settings)) {
+  const std::string prefix = "/run/codecell/zygote-" + std::to_string(::getpid()) + "-";
+  for (const char* name : {"base", "full"}) {
+    auto z = std::make_unique<Zygote>();
+    z->name = name;
+    z->socket_path = prefix + name + ".sock";
+    z->preload = z->name == "base" ? BasePreload() : settings_.preload;
+    zygotes_.push_back(std::move(z));
+  }
+}
 
 ZygoteSupervisor::~ZygoteSupervisor() { Stop(); }
 
 void ZygoteSupervisor::Start() {
   if (!settings_.enabled) return;
   sandbox::MakeDirs("/run/codecell", 0700);
-  thread_ = std::thread([this] { Loop(); });
+  for (auto& z : zygotes_) {
+    Zygote& zygote = *z;
+    zygote.thread = std::thread([this, &zygote] { Loop(zygote); });
+  }
 }
 
 void ZygoteSupervisor::Stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
-    ready_ = false;
-    if (pid_ > 0) ::kill(pid_, SIGTERM);
+    for (auto& z : zygotes_) {
+      z->ready = false;
+      if (z->pid > 0) ::kill(z->pid, SIGTERM);
+    }
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  ::unlink(socket_path_.c_str());
+  for (auto& z : zygotes_) {
+    if (z->thread.joinable()) z->thread.join();
+    ::unlink(z->socket_path.c_str());
+  }
 }
 
-std::string ZygoteSupervisor::socket() const {
+std::string ZygoteSupervisor::SocketFor(std::string_view code) const {
+  size_t preferred = WantsFullPreload(code, settings_.preload) ? 1 : 0;
   std::lock_guard<std::mutex> lock(mutex_);
-  return ready_ ? socket_path_ : std::string();
+  for (size_t i : {preferred, 1 - preferred}) {
+    if (zygotes_[i]->ready) return zygotes_[i]->socket_path;
+  }
+  return "";
 }
 
 json ZygoteSupervisor::Describe() const {
@@ -77,21 +116,34 @@ json ZygoteSupervisor::Describe() const {
     return {{"mode", "cold"},
             {"reason", "warm interpreters are disabled (interpreters.warm = false)"}};
   }
-  json d = {{"mode", ready_ ? "warm" : "cold"},
-            {"restarts", restarts_},
-            {"pid", pid_ > 0 ? json(pid_) : json(nullptr)},
-            {"pool_size", settings_.pool_size}};
-  if (!ready_) d["reason"] = reason_;
-  if (ready_) {
-    d["preloaded"] = ready_info_.value("preloaded", json::array());
-    d["failed_preloads"] = ready_info_.value("failed", json::object());
-    d["startup_seconds"] = ready_info_.value("startup_seconds", 0.0);
-    d["python"] = ready_info_.value("python", "");
+  json pools = json::array();
+  size_t ready = 0;
+  std::string reason;
+  for (const auto& z : zygotes_) {
+    json d = {{"name", z->name},
+              {"ready", z->ready},
+              {"pid", z->pid > 0 ? json(z->pid) : json(nullptr)},
+              {"restarts", z->restarts},
+              {"pool_size", settings_.pool_size}};
+    if (z->ready) {
+      ++ready;
+      d["preloaded"] = z->ready_info.value("preloaded", json::array());
+      d["failed_preloads"] = z->ready_info.value("failed", json::object());
+      d["startup_seconds"] = z->ready_info.value("startup_seconds", 0.0);
+      d["python"] = z->ready_info.value("python", "");
+    } else {
+      d["reason"] = z->reason;
+      reason += (reason.empty() ? "" : "; ") + z->name + ": " + z->reason;
+    }
+    pools.push_back(d);
   }
+  json d = {{"mode", ready == zygotes_.size() ? "warm" : ready > 0 ? "degraded" : "cold"},
+            {"pools", pools}};
+  if (!reason.empty()) d["reason"] = reason;
   return d;
 }
 
-void ZygoteSupervisor::Loop() {
+void ZygoteSupervisor::Loop(Zygote& zygote) {
   unsigned failures = 0;
   for (;;) {
     {
@@ -104,15 +156,11 @@ void ZygoteSupervisor::Loop() {
       return;
     }
     UniqueFd out_read(out[0]), out_write(out[1]);
-    std::vector<std::string> args = {self_exe_, "zygote", "--socket", socket_path_,
+    std::string preload;
+    for (const auto& p : zygote.preload) preload += (preload.empty() ? "" : ",") + p;
+    std::vector<std::string> args = {self_exe_,   "zygote", "--socket", zygote.socket_path,
                                      "--data-dir", data_dir_, "--pool",
-                                     std::to_string(settings_.pool_size)};
-    if (settings_.preload_given) {
-      std::string list;
-      for (const auto& p : settings_.preload) list += (list.empty() ? "" : ",") + p;
-      args.push_back("--preload");
-      args.push_back(list);
-    }
+                                     std::to_string(settings_.pool_size), "--preload", preload};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -139,7 +187,7 @@ void ZygoteSupervisor::Loop() {
       rc = stopping_ ? ECANCELED
                      : posix_spawn(&pid, self_exe_.c_str(), &actions, &attr, argv.data(),
                                    envp.data());
-      if (rc == 0) pid_ = pid;
+      if (rc == 0) zygote.pid = pid;
     }
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
@@ -147,7 +195,7 @@ void ZygoteSupervisor::Loop() {
     if (rc == ECANCELED) return;
     if (rc != 0) {
       std::lock_guard<std::mutex> lock(mutex_);
-      reason_ = std::string("cannot start the zygote: ") + std::strerror(rc);
+      zygote.reason = std::string("cannot start the zygote: ") + std::strerror(rc);
     } else {
       // The ready line, or end of file if the zygote failed (its reason is in the log).
       std::string line;
@@ -168,10 +216,10 @@ void ZygoteSupervisor::Loop() {
       auto info = json::parse(line.substr(0, line.find('\n')), nullptr, false);
       if (!info.is_discarded() && info.value("ready", false)) {
         std::lock_guard<std::mutex> lock(mutex_);
-        ready_ = !stopping_;
-        ready_info_ = info;
+        zygote.ready = !stopping_;
+        zygote.ready_info = info;
         failures = 0;
-        Log("info", "warm interpreters ready: zygote pid " + std::to_string(pid) + " in " +
+        Log("info", "warm interpreters ready: " + zygote.name + " zygote pid " + std::to_string(pid) + " in " +
                         std::to_string(info.value("startup_seconds", 0.0)) + " s");
       } else {
         ::kill(pid, SIGKILL);
@@ -180,12 +228,12 @@ void ZygoteSupervisor::Loop() {
       while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
       }
       std::lock_guard<std::mutex> lock(mutex_);
-      ready_ = false;
-      pid_ = -1;
+      zygote.ready = false;
+      zygote.pid = -1;
       if (stopping_) return;
-      ++restarts_;
-      reason_ = "the zygote ended (" + DescribeWaitStatus(status) + "); restarting";
-      Log("error", reason_ + "; executions run cold meanwhile");
+      ++zygote.restarts;
+      zygote.reason = "the zygote ended (" + DescribeWaitStatus(status) + "); restarting";
+      Log("error", zygote.reason + "; executions run cold meanwhile");
     }
     ++failures;
     std::unique_lock<std::mutex> lock(mutex_);

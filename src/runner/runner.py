@@ -519,6 +519,15 @@ def _warm_main():
         atexit._run_exitfuncs()
     except BaseException:
         pass
+    # The interpreter's own finalization clears __main__, which closes (and so flushes) the files
+    # the code left open and runs its objects' __del__; then the collector takes the cycles (the
+    # zygote's own objects are frozen, so this only walks the execution's).
+    try:
+        sys.modules["__main__"].__dict__.clear()
+        import gc
+        gc.collect()
+    except BaseException:
+        pass
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

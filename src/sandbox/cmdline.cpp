@@ -39,4 +39,26 @@ void ScrubProcessStrings() {
   }
 }
 
+namespace {
+
+void Fill(char* begin, char* end, const char* const* strings) {
+  if (begin == nullptr || end <= begin) return;
+  size_t size = static_cast<size_t>(end - begin);
+  std::memset(begin, 0, size);
+  size_t at = 0;
+  for (; *strings != nullptr; ++strings) {
+    size_t length = std::strlen(*strings);
+    if (at + length + 1 >= size) break;  // keep the last byte NUL
+    std::memcpy(begin + at, *strings, length);
+    at += length + 1;
+  }
+}
+
+}  // namespace
+
+void SetProcessStrings(const char* const* argv, const char* const* envp) {
+  Fill(args_begin, args_end, argv);
+  Fill(env_begin, env_end, envp);
+}
+
 }  // namespace codecell::sandbox

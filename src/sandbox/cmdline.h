@@ -12,5 +12,8 @@ void RegisterProcessStrings(int argc, char** argv, char** envp);
 // Post-fork: overwrite both areas in this process's copy of memory, leaving the command line
 // "codecell-init". Allocates nothing.
 void ScrubProcessStrings();
+// Post-fork: /proc/self/cmdline and /proc/self/environ become `argv` and `envp` (NUL-separated,
+// cut to the areas' sizes). A warm child shows what a cold execution's exec'd interpreter shows.
+void SetProcessStrings(const char* const* argv, const char* const* envp);
 
 }  // namespace codecell::sandbox

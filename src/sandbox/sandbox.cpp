@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -139,6 +140,12 @@ SysResult Confine(const SandboxSpec& spec, const ConfineContext& context, int& r
   if (!(r = BuildRootfsAndPivot(spec.rootfs)).ok()) return r;
   if (!(r = SetSandboxHostname(spec.hostname.c_str())).ok()) return r;
   if (!(r = DropToSlot(spec.uid, spec.gid)).ok()) return r;
+  // A credential change clears the parent-death signal: set it again, so that nothing of the
+  // sandbox outlives its supervisor (the helper or the zygote).
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return SysResult::FromErrno("PR_SET_PDEATHSIG");
+  if (context.dumpable && ::prctl(PR_SET_DUMPABLE, 1) != 0) {
+    return SysResult::FromErrno("PR_SET_DUMPABLE");
+  }
   if (!(r = ApplyRlimits(spec.rlimits)).ok()) return r;
   if (!(r = ArrangeStdio(spec.stdout_fd, spec.stderr_fd, report_fd)).ok()) return r;
   report_fd = kReportFd;

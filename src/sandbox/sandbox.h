@@ -72,6 +72,10 @@ struct ConfineContext {
   // A cold sandbox resets every handler before exec; a warm child keeps the ones CPython set up
   // (the same as a fresh `python3`: SIGINT raises KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored).
   bool reset_signal_handlers = true;
+  // Changing uid makes a process non-dumpable (its /proc files root's); exec would make it
+  // dumpable again. A warm child does not exec, so it asks for what a cold interpreter gets:
+  // its own /proc/self/environ, mem and oom_score_adj. ptrace stays denied by seccomp.
+  bool dumpable = false;
 };
 
 // The isolation steps, in this order: default signal mask → join cgroups → cgroup namespace → new
