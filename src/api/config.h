@@ -16,7 +16,7 @@ struct ServiceConfig {
   std::string data_dir = "/var/lib/codecell";
   std::vector<std::string> api_keys;
   files::FilePolicy files;
-  size_t workers = 0;  // 0: number of cores
+  size_t workers = 0;  // 0: four per core
   size_t queue = 32;
   size_t per_user = 2;
   exec::Limits limits;       // defaults for each execution

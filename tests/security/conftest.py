@@ -325,6 +325,12 @@ def _ppid_uid_cmd(pid: int):
         return None
 
 
+# On the warm path (tests/warm/run_security_warm.py) executions run on children of a zygote that
+# outlives them: its pid is given here, processes under it belong to executions (ours included),
+# and it never excuses a leftover.
+ZYGOTE_PID = int(os.environ.get("CODECELL_TEST_ZYGOTE_PID", "0") or 0)
+
+
 def _under_live_codecell(pid: int) -> bool:
     """True when a root-owned codecell process (another, still running execution) is an ancestor."""
     seen = set()
@@ -334,6 +340,8 @@ def _under_live_codecell(pid: int) -> bool:
         if info is None:
             return False
         ppid, uid, cmd = info
+        if ZYGOTE_PID and pid == ZYGOTE_PID:
+            return False
         if uid == 0 and b"codecell" in cmd and pid != os.getpid():
             return True
         pid = ppid
@@ -341,7 +349,18 @@ def _under_live_codecell(pid: int) -> bool:
 
 
 def host_descendants(root_pid: int):
-    """Host pids whose ancestor chain contains root_pid (e.g. a running codecell)."""
+    """Host pids whose ancestor chain contains root_pid (e.g. a running codecell).
+
+    On the warm path an execution's processes descend from the zygote instead: its slot-uid
+    descendants (the running execution's; idle children are root) are counted too."""
+    if ZYGOTE_PID and root_pid != ZYGOTE_PID:
+        warm = [p for p in host_descendants(ZYGOTE_PID)
+                if (info := _ppid_uid_cmd(p)) is not None and info[1] >= SLOT_UID_MIN]
+        return host_descendants_of(root_pid) + warm
+    return host_descendants_of(root_pid)
+
+
+def host_descendants_of(root_pid: int):
     parent = {}
     for d in os.listdir("/proc"):
         if d.isdigit():

@@ -81,8 +81,10 @@ def main(argv) -> int:
         print(f"security_warm: zygote pid {ready.get('pid')} ready in "
               f"{ready.get('startup_seconds')} s on {sock}; preloaded {ready.get('preloaded')}",
               flush=True)
+        # CODECELL_TEST_ZYGOTE_PID tells the suite's process accounting (conftest.py) where an
+        # execution's processes live on this path: under the zygote, not under `codecell run`.
         test_env = dict(env, CODECELL_ZYGOTE_SOCKET=str(sock), CODECELL_REQUIRE_WARM="1",
-                        CODECELL_BIN=str(bin_))
+                        CODECELL_BIN=str(bin_), CODECELL_TEST_ZYGOTE_PID=str(ready["pid"]))
         status = subprocess.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                  str(REPO / "tests" / "security"), *argv],
                                 env=test_env, cwd=str(REPO)).returncode
