@@ -213,11 +213,14 @@ def _warm():
         import scipy.stats as st
         st.norm.cdf(0.5); st.pearsonr([1, 2, 3], [2, 4, 7])
 
+import warnings
 try:
-    _warm()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the service's log takes JSON lines only
+        _warm()
 except Exception as _e:
     _report["failed"]["warm-up"] = f"{type(_e).__name__}: {_e}"
-del _warm
+del _warm, warnings
 )PY";
 
 struct Interpreter {

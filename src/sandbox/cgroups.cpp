@@ -295,18 +295,17 @@ Result<ExecutionCgroup> ExecutionCgroup::Open(const CgroupLayout& layout, const 
     if (layout.memory) {
       auto dir = make(layout.v1_memory);
       if (!dir) return R::Fail("cannot create memory cgroup: " + std::string(std::strerror(errno)));
-      if (auto e = write(*dir + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes));
-          !e.empty()) {
-        return R::Fail(e);
-      }
-      // Without swap accounting this file is absent; with it, swap must not extend the limit.
-      if (Exists(*dir + "/memory.memsw.limit_in_bytes")) {
-        if (auto e =
-                write(*dir + "/memory.memsw.limit_in_bytes", std::to_string(limits.memory_bytes));
-            !e.empty()) {
-          return R::Fail(e);
-        }
-      }
+      // Without swap accounting the memsw file is absent; with it, swap must not extend the limit.
+      // The kernel keeps memsw >= memory at every moment: raising an adopted cgroup's limit means
+      // memsw first, lowering it memory first.
+      const std::string bytes = std::to_string(limits.memory_bytes);
+      const std::string memory = *dir + "/memory.limit_in_bytes";
+      const std::string memsw = *dir + "/memory.memsw.limit_in_bytes";
+      const bool has_memsw = Exists(memsw);
+      std::string e = write(memory, bytes);
+      if (!e.empty() && has_memsw && write(memsw, bytes).empty()) e = write(memory, bytes);
+      if (e.empty() && has_memsw) e = write(memsw, bytes);
+      if (!e.empty()) return R::Fail(e);
       cg.memory_dir_ = *dir;
     }
     if (layout.pids) {
