@@ -5,6 +5,11 @@ Run with Debian's interpreter:  cd <repo> && /usr/bin/python3 -m pytest tests/wa
 * ``CODECELL_BIN``: the binary under test (default ``<repo>/build/codecell``).
 * ``CI=true``: missing root / kernel features make tests FAIL instead of skip.
 
+Each idle warm child is a PAIR of direct children of the zygote: an init (``codecell-init``, uid
+65534, pid 1 of the child's pid namespace, its own empty mount namespace and own net/ipc/uts
+namespaces) and the interpreter (a root fork of the zygote, pid 2 there, sharing the init's
+net/ipc/uts namespaces); :func:`pool_layout` / :meth:`Zygote.wait_pool_full` check that layout.
+
 One ``codecell zygote --pool 2`` (default preloads) is started per session (fixture ``zygote``)
 on a socket under /run/codecell; :func:`run_warm` runs ``codecell run --json --zygote SOCKET``
 with ``CODECELL_REQUIRE_WARM=1`` and asserts the result says ``"interpreter": "warm"``, so a
@@ -34,6 +39,12 @@ SOCKET_DIR = Path("/run/codecell")
 READY_TIMEOUT = 60.0          # seconds for the zygote's ready line (it takes ~4 s)
 DEFAULT_PRELOADS = ["numpy", "pandas", "matplotlib", "matplotlib.pyplot", "scipy.stats",
                     "seaborn"]
+# what the service's "base" zygote preloads (its "full" one preloads interpreters.preload)
+BASE_PRELOADS = ["json", "linecache", "threading", "traceback", "tokenize", "random", "math", "re",
+                 "datetime", "collections", "itertools", "functools", "statistics", "decimal",
+                 "fractions", "csv", "string", "textwrap", "pprint", "dataclasses"]
+INIT_CMDLINE = "codecell-init"
+NOBODY_UID = 65534
 ZYGOTE_ENV = ("CODECELL_ZYGOTE_SOCKET", "CODECELL_REQUIRE_WARM", "CODECELL_WARM_INTERPRETERS",
               "CODECELL_ZYGOTE_POOL", "CODECELL_PRELOAD")
 
@@ -208,6 +219,91 @@ def under_live_codecell(pid: int) -> bool:
     return False
 
 
+def proc_cmdline_raw(pid: int):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def proc_ns(pid: int, kind: str):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return None
+
+
+def proc_nspid(pid: int):
+    """The NSpid line of /proc/PID/status as ints (host pid first, innermost last) or None."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return [int(x) for x in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def is_warm_init(pid: int) -> bool:
+    return proc_cmdline_raw(pid) == INIT_CMDLINE.encode() + b"\0"
+
+
+def pool_layout(zpid: int, pool: int):
+    """(inits, interpreters, problems) of a zygote's live children, ``problems`` listing every
+    way they differ from ``pool`` idle init + interpreter pairs (empty: the pool is full)."""
+    kids = children_of(zpid)
+    inits = [k for k in kids if is_warm_init(k)]
+    interps = [k for k in kids if k not in inits]
+    problems = []
+    if len(inits) != pool or len(interps) != pool:
+        problems.append(f"{len(inits)} inits and {len(interps)} interpreters, expected {pool} of "
+                        f"each: " + ", ".join(f"{k} {proc_cmdline(k)!r}" for k in kids))
+    zcmd = proc_cmdline_raw(zpid)
+    zns = {n: proc_ns(zpid, n) for n in ("mnt", "net", "ipc", "uts", "pid")}
+    init_by_pidns = {}
+    for k in inits:
+        uids = proc_uids(k)
+        if uids != [NOBODY_UID] * 4:
+            problems.append(f"init {k} runs as uids {uids}, not {NOBODY_UID}")
+        nspid = proc_nspid(k)
+        if not nspid or len(nspid) < 2 or nspid[-1] != 1:
+            problems.append(f"init {k} is not pid 1 of its own pid namespace (NSpid {nspid})")
+        for n in ("mnt", "net", "ipc", "uts", "pid"):
+            ns = proc_ns(k, n)
+            if ns is None or ns == zns[n]:
+                problems.append(f"init {k} shares the zygote's {n} namespace ({ns})")
+        init_by_pidns.setdefault(proc_ns(k, "pid"), []).append(k)
+    paired = set()
+    for k in interps:
+        uids = proc_uids(k)
+        if uids != [0] * 4:
+            problems.append(f"idle interpreter {k} runs as uids {uids}, not root")
+        if proc_cmdline_raw(k) != zcmd:
+            problems.append(f"idle interpreter {k} has cmdline {proc_cmdline(k)!r}, not the "
+                            f"zygote's {proc_cmdline(zpid)!r}")
+        nspid = proc_nspid(k)
+        if not nspid or len(nspid) < 2 or nspid[-1] != 2:
+            problems.append(f"idle interpreter {k} is not pid 2 of its pid namespace "
+                            f"(NSpid {nspid})")
+        mates = init_by_pidns.get(proc_ns(k, "pid"), [])
+        if len(mates) != 1:
+            problems.append(f"idle interpreter {k} has {len(mates)} inits in its pid namespace "
+                            f"({mates})")
+            continue
+        init = mates[0]
+        if init in paired:
+            problems.append(f"init {init} is shared by several interpreters")
+        paired.add(init)
+        for n in ("net", "ipc", "uts"):
+            if proc_ns(k, n) != proc_ns(init, n):
+                problems.append(f"idle interpreter {k} did not join its init {init}'s {n} "
+                                f"namespace ({proc_ns(k, n)} vs {proc_ns(init, n)})")
+    for k in inits:
+        if k not in paired:
+            problems.append(f"init {k} has no interpreter (left behind by an execution?)")
+    return inits, interps, problems
+
+
 def wait_until(pred, timeout: float, interval: float = 0.05):
     """Poll ``pred`` until it returns a truthy value or ``timeout`` passes; returns its last value."""
     deadline = time.monotonic() + timeout
@@ -307,10 +403,9 @@ class Zygote:
         return children_of(self.pid)
 
     def wait_pool_full(self, timeout: float = 10.0):
-        """Wait until exactly ``pool`` children hang below the zygote; returns them."""
-        kids = wait_until(lambda: (lambda k: k if len(k) == self.pool else None)(
-            self.idle_children()), timeout)
-        return kids or self.idle_children()
+        """Wait until exactly ``pool`` idle init + interpreter pairs (and nothing else) hang
+        below the zygote; asserts so and returns (inits, interpreters)."""
+        return wait_pool_full(self.pid, self.pool, timeout)
 
     def stop(self, timeout: float = 10.0):
         if self.proc is None:
@@ -339,6 +434,17 @@ class Zygote:
             self.socket.unlink()
         except OSError:
             pass
+
+
+def wait_pool_full(zpid: int, pool: int, timeout: float = 10.0):
+    """Wait for :func:`pool_layout` to report no problem; asserts it and returns
+    (inits, interpreters)."""
+    layout = wait_until(lambda: (lambda l: l if not l[2] else None)(pool_layout(zpid, pool)),
+                        timeout) or pool_layout(zpid, pool)
+    inits, interps, problems = layout
+    assert not problems, f"zygote {zpid}, pool {pool}: the idle pool is not {pool} init + " \
+                         f"interpreter pairs after {timeout}s:\n  " + "\n  ".join(problems)
+    return inits, interps
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Each warm execution is a fresh fork of the zygote: fresh randomness, no state carried over."""
 import random
 
-from .conftest import SLOT_UID_MIN, run_warm
+from .conftest import SLOT_UID_MIN, run_cold, run_warm
 
 RANDOM_CODE = r'''
 import json, os, random, secrets
@@ -114,15 +114,29 @@ print("@@" + json.dumps({
     "pid": os.getpid(), "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
     "Seccomp": st.get("Seccomp"), "NoNewPrivs": st.get("NoNewPrivs"), "CapEff": st.get("CapEff"),
     "CapPrm": st.get("CapPrm"), "cmdline1": open("/proc/1/cmdline", "rb").read().split(b"\0")[0].decode(),
-    "cwd": os.getcwd(),
+    "cwd": os.getcwd(), "ppid": os.getppid(),
+    "procs": sorted(int(d) for d in os.listdir("/proc") if d.isdigit()),
 }))
+'''
+
+PROC_SELF_CODE = r'''
+import json
+def raw(p):
+    with open(p, "rb") as f:
+        return f.read().decode("latin-1")
+print("@@" + json.dumps({"cmdline": raw("/proc/self/cmdline"),
+                        "environ": raw("/proc/self/environ")}))
 '''
 
 
 def test_child_identity(zygote):
+    """User code is pid 2 under codecell-init (pid 1), as on the cold path; its parent (the
+    zygote) is outside the pid namespace, so getppid() is 0; nothing else is visible."""
     got = run_warm(zygote, IDENTITY_CODE).payload()
-    assert got["pid"] == 1, f"user code is not pid 1 of its namespace: {got}"
+    assert got["pid"] == 2, f"user code is not pid 2 of its namespace: {got}"
+    assert got["ppid"] == 0, f"user code's parent is visible in its pid namespace: {got}"
     assert got["cmdline1"] == "codecell-init", f"/proc/1/cmdline: {got}"
+    assert got["procs"] == [1, 2], f"processes visible to user code: {got}"
     assert got["uid"] >= SLOT_UID_MIN and got["euid"] >= SLOT_UID_MIN, f"not a slot uid: {got}"
     assert got["gid"] != 0, f"gid 0: {got}"
     assert got["Seccomp"] == "2", f"seccomp filter not active: {got}"
@@ -135,3 +149,26 @@ def test_env_var_selects_the_zygote(zygote):
     """CODECELL_ZYGOTE_SOCKET instead of --zygote."""
     res = run_warm(zygote, "print('via env')", via_env=True)
     assert res["status"] == "ok" and res["output"] == "via env\n", res.describe()
+
+
+def test_proc_self_cmdline_matches_cold(zygote):
+    """/proc/self/cmdline is the cold interpreter's command line, byte for byte (what ps and
+    psutil show), not the zygote's."""
+    cold = run_cold(PROC_SELF_CODE).payload()
+    warm = run_warm(zygote, PROC_SELF_CODE).payload()
+    assert cold["cmdline"] == "/usr/bin/python3\0-I\0-B\0-u\0/run/codecell/runner.py\0", cold
+    assert warm["cmdline"] == cold["cmdline"], \
+        f"/proc/self/cmdline differs\ncold: {cold['cmdline']!r}\nwarm: {warm['cmdline']!r}"
+
+
+def test_proc_self_environ_matches_cold(zygote):
+    """/proc/self/environ holds the interpreter environment (the same variables, in the same
+    order, as cold), not the zygote's."""
+    cold = run_cold(PROC_SELF_CODE).payload()
+    warm = run_warm(zygote, PROC_SELF_CODE).payload()
+
+    def names(block):
+        return [e.split("=", 1)[0] for e in block.split("\0") if e]
+    assert warm["environ"].startswith("PATH="), f"warm /proc/self/environ: {warm['environ']!r}"
+    assert names(warm["environ"]) == names(cold["environ"]), \
+        f"/proc/self/environ differs\ncold: {cold['environ']!r}\nwarm: {warm['environ']!r}"

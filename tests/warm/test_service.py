@@ -1,4 +1,6 @@
-"""``codecell serve`` keeps a zygote, restarts it, falls back to cold while it is gone."""
+"""``codecell serve`` keeps two zygotes ("base": stdlib preloads, "full": interpreters.preload),
+routes each execution by what its code mentions, restarts a zygote that dies (status "degraded"
+meanwhile, the other one or a cold interpreter serving), falls back to cold with neither."""
 import json
 import os
 import secrets
@@ -7,10 +9,17 @@ import time
 
 import pytest
 
-from .conftest import (DEFAULT_PRELOADS, children_of, memory_scan_code, pid_alive, proc_cmdline,
-                      wait_until)
+from .conftest import (BASE_PRELOADS, DEFAULT_PRELOADS, children_of, memory_scan_code,
+                      pid_alive, proc_cmdline, wait_pool_full, wait_until)
 
+# CHECK mentions pandas, so the service sends it to the "full" zygote (pandas preloaded: True);
+# BASE_CHECK mentions no full-preload name (nor load_file / importlib / __import__), so it goes
+# to the "base" zygote, where numpy was never imported (False).
 CHECK = "import os, sys\nprint(os.getpid(), 'pandas' in sys.modules)"
+BASE_CHECK = ("import os, sys\n"
+              "print(os.getpid(), any(m.startswith('num' + 'py') for m in sys.modules))")
+FULL_PREFIX = "import sys, numpy\nprint('pool:', 'pandas' in sys.modules)\n"
+BASE_PREFIX = "import sys\nprint('pool:', any(m.startswith('num' + 'py') for m in sys.modules))\n"
 
 
 def _ok(res, what):
@@ -18,76 +27,152 @@ def _ok(res, what):
     return res
 
 
-def _assert_no_secret(d, secret, what):
-    res = _ok(d.execute(memory_scan_code(secret)), what)
+def _pools(it) -> dict:
+    pools = it.get("pools")
+    assert isinstance(pools, list), f"interpreters has no 'pools' list: {it}"
+    by_name = {p.get("name"): p for p in pools}
+    assert sorted(by_name) == ["base", "full"] and len(pools) == 2, \
+        f"pools are not exactly 'base' and 'full': {it}"
+    return by_name
+
+
+def _assert_ready_pool(p, preloaded, pool_size, it):
+    assert p.get("ready") is True and "reason" not in p, f"pool {p.get('name')} not ready: {it}"
+    zpid = p.get("pid")
+    assert isinstance(zpid, int) and pid_alive(zpid), f"status pid {zpid!r} is not alive: {it}"
+    assert "zygote" in proc_cmdline(zpid), f"status pid {zpid} is not a zygote: " \
+                                           f"{proc_cmdline(zpid)}"
+    assert p.get("preloaded") == preloaded, f"pool {p.get('name')}: {it}"
+    assert p.get("failed_preloads") == {}, f"pool {p.get('name')}: {it}"
+    assert isinstance(p.get("startup_seconds"), (int, float)) and p["startup_seconds"] > 0, it
+    assert isinstance(p.get("python"), str) and p["python"], it
+    assert p.get("pool_size") == pool_size, f"pool {p.get('name')}: pool_size, {it}"
+    assert isinstance(p.get("restarts"), int), it
+
+
+def _assert_no_secret(d, secret, what, full):
+    """The memory scan on the "full" zygote (it imports numpy) or on the "base" one."""
+    res = _ok(d.execute((FULL_PREFIX if full else BASE_PREFIX) + memory_scan_code(secret)), what)
     assert res.get("interpreter") == "warm", res
+    assert res["output"].startswith(f"pool: {full}\n"), \
+        f"{what}: not run by the {'full' if full else 'base'} zygote: {res}"
     got = json.loads([l for l in res["output"].splitlines() if l.startswith("@@")][-1][2:])
     assert not got["environ"] and not got["memory"], \
         f"{what}: the service's environment reaches warm user code: {got}"
+
+
+def test_service_routes_by_code(daemons):
+    """Code mentioning a full-preload top-level name (or load_file / importlib / __import__)
+    runs on the full zygote, anything else on the base one; both warm, as pid 2."""
+    d = daemons(name="svc-route")
+    it = d.wait_mode("warm", 60)
+    pools = _pools(it)
+    _assert_ready_pool(pools["base"], BASE_PRELOADS, pools["base"]["pool_size"], it)
+    _assert_ready_pool(pools["full"], DEFAULT_PRELOADS, pools["base"]["pool_size"], it)
+    cases = [
+        (CHECK, "2 True\n"),
+        (BASE_CHECK, "2 False\n"),
+        ("print('plain')\nimport sys\nprint('pandas' in sys.modules)", "plain\nTrue\n"),
+        ("import sys\nprint(sys.modules.get('num' + 'py') is not None)  # seaborn", "True\n"),
+        ("import importlib, sys\nprint(sys.modules.get('num' + 'py') is not None)", "True\n"),
+        ("print(__import__('sys').modules.get('num' + 'py') is not None)", "True\n"),
+        ("import sys\nprint(sys.modules.get('num' + 'py') is not None, "
+         "'statistics' in sys.modules)", "False True\n"),
+        ("import sys\nmy_numpy_thing = 1\nprint(sys.modules.get('num' + 'py') is not None)",
+         "False\n"),
+    ]
+    for code, want in cases:
+        res = _ok(d.execute(code), f"execution of {code!r}")
+        assert res.get("interpreter") == "warm", res
+        assert res["output"] == want, f"{code!r}: wrong zygote? output {res['output']!r}, " \
+                                      f"expected {want!r}: {res}"
 
 
 def test_service_warm_kill_restart(daemons):
     secret = "ssec-" + secrets.token_hex(16)
     d = daemons(name="svc", env={"SERVICE_TEST_SECRET": secret})
     it = d.wait_mode("warm", 60)
-    zpid = it.get("pid")
-    assert isinstance(zpid, int) and pid_alive(zpid), f"status pid {zpid!r} is not alive: {it}"
-    assert "zygote" in proc_cmdline(zpid), f"status pid {zpid} is not a zygote: " \
-                                           f"{proc_cmdline(zpid)}"
-    assert it.get("restarts") == 0, it
-    assert it.get("preloaded") == DEFAULT_PRELOADS, it
-    assert isinstance(it.get("pool_size"), int) and it["pool_size"] >= 1, it
-    kids = wait_until(lambda: (lambda k: k if len(k) == it["pool_size"] else None)(
-        children_of(zpid)), 10) or children_of(zpid)
-    assert len(kids) == it["pool_size"], f"zygote {zpid} has children {kids}, status {it}"
+    assert "reason" not in it, f"mode warm with a reason: {it}"
+    pools = _pools(it)
+    size = pools["full"].get("pool_size")
+    assert isinstance(size, int) and size >= 1, it
+    _assert_ready_pool(pools["base"], BASE_PRELOADS, size, it)
+    _assert_ready_pool(pools["full"], DEFAULT_PRELOADS, size, it)
+    assert pools["base"]["restarts"] == 0 and pools["full"]["restarts"] == 0, it
+    base_pid, zpid = pools["base"]["pid"], pools["full"]["pid"]
+    assert base_pid != zpid, it
+    kids = {}
+    for name, p in pools.items():
+        inits, interps = wait_pool_full(p["pid"], size, 10)
+        kids[name] = inits + interps
 
-    res = _ok(d.execute(CHECK), "warm execution")
+    res = _ok(d.execute(CHECK), "warm execution (full)")
     assert res.get("interpreter") == "warm", res
-    assert res["output"] == "1 True\n", res
-    _assert_no_secret(d, secret, "first zygote")
+    assert res["output"] == "2 True\n", res
+    res = _ok(d.execute(BASE_CHECK), "warm execution (base)")
+    assert res.get("interpreter") == "warm", res
+    assert res["output"] == "2 False\n", res
+    _assert_no_secret(d, secret, "first full zygote", full=True)
+    _assert_no_secret(d, secret, "base zygote", full=False)
 
-    # SIGKILL the zygote: executions must never fail; status goes cold, then warm again
+    # SIGKILL the full zygote: executions must never fail; status goes degraded (full not
+    # ready, with a reason), then warm again with a new full zygote
     os.kill(zpid, signal.SIGKILL)
     t0 = time.monotonic()
-    cold_seen, interpreters, states = None, [], []
+    degraded_seen, states = None, []
     while time.monotonic() - t0 < 45:
         it2 = d.interpreters()
         states.append(it2)
-        if it2.get("mode") == "cold" and cold_seen is None:
-            cold_seen = it2
-        r = _ok(d.execute(CHECK), f"execution {time.monotonic() - t0:.1f}s after the kill")
-        interpreters.append(r.get("interpreter"))
-        assert r.get("interpreter") in ("warm", "cold"), r
-        if it2.get("mode") == "warm" and it2.get("pid") not in (None, zpid):
+        if it2.get("mode") == "degraded" and degraded_seen is None:
+            degraded_seen = it2
+        for code in (CHECK, BASE_CHECK):
+            r = _ok(d.execute(code), f"execution {time.monotonic() - t0:.1f}s after the kill")
+            assert r.get("interpreter") in ("warm", "cold"), r
+            assert r["output"].startswith("2 "), r
+        p2 = _pools(it2)
+        if it2.get("mode") == "warm" and p2["full"].get("pid") not in (None, zpid):
             break
         time.sleep(0.2)
     else:
-        pytest.fail(f"no warm zygote again within 45s of the kill; last states {states[-3:]}\n"
-                    f"{d.stderr()}")
+        pytest.fail(f"no warm full zygote again within 45s of the kill; last states "
+                    f"{states[-3:]}\n{d.stderr()}")
     back = time.monotonic() - t0
-    assert cold_seen is not None, f"status never reported mode cold after the kill: {states[:5]}"
-    assert isinstance(cold_seen.get("reason"), str) and cold_seen["reason"].strip(), cold_seen
-    assert cold_seen.get("restarts", 0) >= 1 or any(s.get("restarts", 0) >= 1 for s in states), \
+    assert degraded_seen is not None, \
+        f"status never reported mode degraded after the kill: {states[:5]}"
+    gone = _pools(degraded_seen)
+    assert gone["full"].get("ready") is False, degraded_seen
+    assert isinstance(gone["full"].get("reason"), str) and gone["full"]["reason"].strip(), \
+        degraded_seen
+    assert gone["base"].get("ready") is True and gone["base"].get("pid") == base_pid, degraded_seen
+    assert isinstance(degraded_seen.get("reason"), str) and \
+        degraded_seen["reason"].startswith("full: "), f"top-level reason: {degraded_seen}"
+    assert "base" not in degraded_seen["reason"], degraded_seen
+    assert any(_pools(s)["full"].get("restarts", 0) >= 1 for s in states), \
         f"restarts never counted: {states[:5]}"
     assert back < 30, f"warm again only after {back:.1f}s"
     new = d.interpreters()
-    assert new.get("mode") == "warm" and new.get("restarts", 0) >= 1, new
-    assert new.get("pid") != zpid and pid_alive(new["pid"]), new
+    assert new.get("mode") == "warm" and "reason" not in new, new
+    newp = _pools(new)
+    assert newp["full"].get("restarts", 0) >= 1 and newp["base"].get("restarts") == 0, new
+    assert newp["base"].get("pid") == base_pid, f"the base zygote changed: {new}"
+    new_pid = newp["full"].get("pid")
+    assert new_pid != zpid and pid_alive(new_pid), new
+    _assert_ready_pool(newp["full"], DEFAULT_PRELOADS, size, new)
     assert not pid_alive(zpid)
-    assert wait_until(lambda: not any(pid_alive(k) for k in kids), 5), \
-        f"idle children of the killed zygote survive: {[k for k in kids if pid_alive(k)]}"
+    assert wait_until(lambda: not any(pid_alive(k) for k in kids["full"]), 5), \
+        f"idle children of the killed zygote survive: {[k for k in kids['full'] if pid_alive(k)]}"
     res = _ok(d.execute(CHECK), "execution after the restart")
-    assert res.get("interpreter") == "warm", res
-    _assert_no_secret(d, secret, "restarted zygote")
+    assert res.get("interpreter") == "warm" and res["output"] == "2 True\n", res
+    _assert_no_secret(d, secret, "restarted full zygote", full=True)
 
-    # stopping the service stops its zygote and the zygote's children
-    new_pid = new["pid"]
-    new_kids = children_of(new_pid)
+    # stopping the service stops both zygotes and their children
+    zygotes = [base_pid, new_pid]
+    all_kids = children_of(base_pid) + children_of(new_pid)
     rc = d.stop()
     assert rc == 0, f"codecell serve exited {rc} on SIGTERM\n{d.stderr()}"
-    assert wait_until(lambda: not pid_alive(new_pid) and
-                      not any(pid_alive(k) for k in new_kids), 5), \
-        f"the zygote {new_pid} or its children {new_kids} outlived the service"
+    assert wait_until(lambda: not any(pid_alive(p) for p in zygotes + all_kids), 5), \
+        f"the zygotes {zygotes} or their children {all_kids} outlived the service: " \
+        f"{[p for p in zygotes + all_kids if pid_alive(p)]}"
 
 
 def test_service_warm_disabled_by_env(daemons):
@@ -95,12 +180,13 @@ def test_service_warm_disabled_by_env(daemons):
     time.sleep(1.5)        # a zygote, if one were wrongly started, would show up by now
     it = d.interpreters()
     assert it.get("mode") == "cold", it
-    assert "disabled" in str(it.get("reason", "")).lower(), f"no 'disabled' reason: {it}"
-    assert it.get("pid") is None, it
+    assert it.get("reason") == "warm interpreters are disabled (interpreters.warm = false)", \
+        f"no 'disabled' reason: {it}"
+    assert "pools" not in it and it.get("pid") is None, it
     zygotes = [p for p in children_of(d.proc.pid) if "zygote" in proc_cmdline(p)]
     assert not zygotes, f"a zygote runs although warm interpreters are disabled: {zygotes}"
-    for _ in range(2):
-        res = _ok(d.execute(CHECK), "cold execution")
+    for code in (CHECK, BASE_CHECK):
+        res = _ok(d.execute(code), "cold execution")
         assert res.get("interpreter") == "cold", res
 
 
@@ -109,30 +195,44 @@ def test_service_warm_disabled_by_config(daemons):
     time.sleep(1.0)
     it = d.interpreters()
     assert it.get("mode") == "cold" and "disabled" in str(it.get("reason", "")).lower(), it
-    res = _ok(d.execute(CHECK), "cold execution")
-    assert res.get("interpreter") == "cold", res
+    assert "pools" not in it, it
+    zygotes = [p for p in children_of(d.proc.pid) if "zygote" in proc_cmdline(p)]
+    assert not zygotes, f"a zygote runs although warm interpreters are disabled: {zygotes}"
+    for code in (CHECK, BASE_CHECK):
+        res = _ok(d.execute(code), "cold execution")
+        assert res.get("interpreter") == "cold", res
 
 
 def test_service_pool_and_preload_from_config(daemons):
+    """interpreters.pool sizes each zygote, interpreters.preload sets the full one's list (and
+    with it which names route there)."""
     d = daemons(config_toml='[interpreters]\nwarm = true\npool = 1\npreload = ["numpy"]\n',
                 name="svc-cfg")
     it = d.wait_mode("warm", 60)
-    assert it.get("pool_size") == 1 and it.get("preloaded") == ["numpy"], it
-    assert len(wait_until(lambda: (lambda k: k if len(k) == 1 else None)(
-        children_of(it["pid"])), 10) or children_of(it["pid"])) == 1, children_of(it["pid"])
+    pools = _pools(it)
+    _assert_ready_pool(pools["full"], ["numpy"], 1, it)
+    _assert_ready_pool(pools["base"], BASE_PRELOADS, 1, it)
+    for p in pools.values():
+        wait_pool_full(p["pid"], 1, 10)
     res = _ok(d.execute("import sys\nprint('numpy' in sys.modules, 'pandas' in sys.modules)"),
               "warm execution")
     assert res.get("interpreter") == "warm" and res["output"] == "True False\n", res
+    # pandas is no preload any more: code that mentions only pandas goes to base
+    res = _ok(d.execute("import sys  # pandas\nprint(sys.modules.get('num' + 'py') is not None)"),
+              "warm execution (base)")
+    assert res.get("interpreter") == "warm" and res["output"] == "False\n", res
 
 
 def test_service_pool_and_preload_from_env(daemons):
     d = daemons(env={"CODECELL_ZYGOTE_POOL": "3", "CODECELL_PRELOAD": "json,numpy"},
                 name="svc-env")
     it = d.wait_mode("warm", 60)
-    assert it.get("pool_size") == 3 and it.get("preloaded") == ["json", "numpy"], it
-    kids = wait_until(lambda: (lambda k: k if len(k) == 3 else None)(children_of(it["pid"])),
-                      10) or children_of(it["pid"])
-    assert len(kids) == 3, kids
+    pools = _pools(it)
+    _assert_ready_pool(pools["full"], ["json", "numpy"], 3, it)
+    _assert_ready_pool(pools["base"], BASE_PRELOADS, 3, it)
+    for p in pools.values():
+        inits, kids = wait_pool_full(p["pid"], 3, 10)
+        assert len(kids) == 3, kids
     res = _ok(d.execute("import sys\nprint('numpy' in sys.modules, 'seaborn' in sys.modules)"),
               "warm execution")
     assert res.get("interpreter") == "warm" and res["output"] == "True False\n", res

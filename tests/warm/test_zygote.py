@@ -1,17 +1,23 @@
 """The zygote process itself (ready line, single thread, pool) and that it really is warm."""
+import os
 import struct
 import threading
 from pathlib import Path
 
-from .conftest import (DEFAULT_PRELOADS, SLOT_UID_MIN, Zygote, children_of, pid_alive, proc_uids,
-                      run_warm, threads_of, wait_until)
+from .conftest import (DEFAULT_PRELOADS, SLOT_UID_MIN, Zygote, children_of, pid_alive,
+                      proc_ns, proc_uids, run_warm, threads_of, wait_until)
 
 
 def test_ready_line(zygote):
     r = zygote.ready
     assert r.get("pid") == zygote.pid, f"ready line pid {r.get('pid')} != process {zygote.pid}: {r}"
     assert r.get("pool_size") == 2, r
-    assert isinstance(r.get("idle_pids"), list) and len(r["idle_pids"]) == 2, r
+    assert isinstance(r.get("idle_pids"), list) and len(set(r["idle_pids"])) == 2, r
+    assert all(isinstance(p, int) and p > 1 for p in r["idle_pids"]), r
+    # (that idle_pids are the interpreters, not the inits: test_idle_children_die_with_the_zygote,
+    # on a zygote no execution has used yet)
+    assert isinstance(r.get("heap_in_huge_pages_mib"), (int, float)) and \
+        r["heap_in_huge_pages_mib"] >= 0, f"no heap_in_huge_pages_mib: {r}"
     assert r.get("preloaded") == DEFAULT_PRELOADS, r
     assert r.get("failed") == {}, f"default preloads failed: {r}"
     assert isinstance(r.get("startup_seconds"), (int, float)) and r["startup_seconds"] > 0, r
@@ -41,10 +47,10 @@ def test_zygote_single_threaded_and_pool_refilled(zygote):
         assert res["output"] == "328350\nTrue\n", res.describe()
     tasks = threads_of(zygote.pid)
     assert tasks == [str(zygote.pid)], f"the zygote is no longer single-threaded: tasks {tasks}"
-    kids = zygote.wait_pool_full(10)
+    inits, kids = zygote.wait_pool_full(10)   # asserts pool x (init + interpreter), nothing else
     assert len(kids) == zygote.pool, \
-        f"the zygote has {len(kids)} children after the executions, pool size {zygote.pool}: {kids}"
-    for k in kids:
+        f"the zygote has {len(kids)} interpreters after the executions, pool size {zygote.pool}"
+    for k in kids + inits:
         uids = proc_uids(k)
         assert uids is not None and not any(u >= SLOT_UID_MIN for u in uids), \
             f"idle child {k} already runs as a slot uid {uids} (not idle?)"
@@ -66,8 +72,9 @@ def test_pool_refilled_after_concurrent_executions(zygote):
         t.join()
     assert not errors, f"concurrent warm executions failed: {errors[0]}"
     assert sorted(r["output"] for r in results) == [f"{i}\n" for i in range(5)]
-    kids = zygote.wait_pool_full(10)
-    assert len(kids) == zygote.pool, f"children after a burst: {kids} (pool {zygote.pool})"
+    inits, kids = zygote.wait_pool_full(10)
+    assert len(kids) == len(inits) == zygote.pool, \
+        f"children after a burst: inits {inits}, interpreters {kids} (pool {zygote.pool})"
     assert threads_of(zygote.pid) == [str(zygote.pid)], threads_of(zygote.pid)
 
 
@@ -130,7 +137,8 @@ def test_custom_preloads_and_failed_preload():
         res = run_warm(z, "import sys\nprint('pandas' in sys.modules)")
         assert res["output"] == "False\n", \
             f"pandas is in sys.modules though it was not preloaded\n{res.describe()}"
-        assert len(z.wait_pool_full(10)) == 1, children_of(z.pid)
+        inits, kids = z.wait_pool_full(10)
+        assert len(inits) == len(kids) == 1, children_of(z.pid)
     finally:
         pid = z.pid if z.proc else None
         z.stop()
@@ -142,9 +150,51 @@ def test_custom_preloads_and_failed_preload():
 def test_idle_children_die_with_the_zygote():
     z = Zygote(pool=2, preload="", tag="die")
     z.start()
-    kids = z.wait_pool_full(10)
-    assert len(kids) == 2, kids
+    inits, interps = z.wait_pool_full(10)
+    kids = inits + interps
+    assert len(kids) == 4, kids
+    assert sorted(z.ready.get("idle_pids", [])) == interps, \
+        f"ready line idle_pids {z.ready.get('idle_pids')} are not the idle interpreters " \
+        f"{interps} (inits {inits})"
     z.kill()  # SIGKILL: no chance to clean up, the children must notice on their own
     gone = wait_until(lambda: not any(pid_alive(k) for k in kids), 5)
     assert gone, f"idle children {[k for k in kids if pid_alive(k)]} outlived their SIGKILLed " \
                  f"zygote {z.pid}"
+
+
+def test_idle_pool_layout(zygote):
+    """An idle warm child is an init (uid nobody, "codecell-init", pid 1, own empty mount
+    namespace, own net/ipc/uts) plus the interpreter (root fork of the zygote, pid 2, joined the
+    init's net/ipc/uts), both direct children of the zygote (pool_layout checks the pairing)."""
+    inits, interps = zygote.wait_pool_full(10)
+    for init in inits:
+        mounts = Path(f"/proc/{init}/mountinfo").read_text().splitlines()
+        assert len(mounts) == 1, f"init {init} sees more than its own root: {mounts}"
+        assert os.listdir(f"/proc/{init}/root") == [], \
+            f"the init {init}'s root is not empty: {os.listdir(f'/proc/{init}/root')}"
+        assert threads_of(init) == [str(init)], f"init {init} has threads: {threads_of(init)}"
+        caps = {l.split(":")[0]: int(l.split()[1], 16) for l in
+                Path(f"/proc/{init}/status").read_text().splitlines()
+                if l.startswith(("CapEff", "CapPrm"))}
+        assert caps == {"CapEff": 0, "CapPrm": 0}, f"init {init} holds capabilities: {caps}"
+
+
+def test_execution_consumes_one_pair(zygote):
+    """After an execution the zygote has reaped the interpreter and killed its init: both pids
+    are gone and the pool is refilled with a fresh pair."""
+    inits, interps = zygote.wait_pool_full(10)
+    pidns = {p: proc_ns(p, "pid") for p in inits + interps}
+    res = run_warm(zygote, "print('one')")
+    assert res["output"] == "one\n", res.describe()
+    inits2, interps2 = zygote.wait_pool_full(10)
+    gone_inits = sorted(set(inits) - set(inits2))
+    gone_interps = sorted(set(interps) - set(interps2))
+    assert len(gone_inits) == 1 and len(gone_interps) == 1, \
+        f"one execution did not consume exactly one pair: inits {inits} -> {inits2}, " \
+        f"interpreters {interps} -> {interps2}"
+    assert pidns[gone_inits[0]] == pidns[gone_interps[0]], \
+        f"the init {gone_inits[0]} that went is not the one of the used interpreter " \
+        f"{gone_interps[0]}"
+    gone = gone_inits + gone_interps
+    assert wait_until(lambda: not any(pid_alive(p) for p in gone), 5), \
+        f"the used pair {gone} is still alive: {[p for p in gone if pid_alive(p)]}"
