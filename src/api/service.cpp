@@ -236,12 +236,21 @@ sandbox::Result<json> Service::RunOne(exec::ExecutionRequest& request) {
     cancel_fds_.insert(cancel.get());
   }
   request.cancel_fd = cancel.get();
-  auto result = exec::RunExecution(environment_, request, std::move(warm));
+  bool code_started = false;
+  auto result = exec::RunExecution(environment_, request, std::move(warm), &code_started);
   {
     std::lock_guard<std::mutex> lock(cancel_mutex_);
     cancel_fds_.erase(cancel.get());
   }
-  if (!result) return sandbox::Result<json>::Fail(result.error());
+  if (!result && !code_started) {
+    // The warm child could not be started or set up (e.g. its zygote died just then): the code
+    // has not run, so run it cold.
+    Log({{"level", "warning"},
+         {"event", "zygote"},
+         {"message", "warm execution failed, running it cold: " + result.error()}});
+    request.cancel_fd = -1;
+    return helpers_.Run(exec::RequestToJson(request, config_.data_dir));
+  }
   return result->ToJson();
 }
 

@@ -262,7 +262,8 @@ Result<ExecutionEnvironment> ExecutionEnvironment::Prepare(const std::string& da
 
 Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
                                      const ExecutionRequest& request,
-                                     std::optional<WarmChild> warm) {
+                                     std::optional<WarmChild> warm, bool* code_started) {
+  if (code_started != nullptr) *code_started = false;
   using R = Result<ExecutionResult>;
   const Limits& limits = request.limits;
   auto lease = sandbox::SlotLease::Acquire(env.slots);
@@ -369,6 +370,9 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   stdout_capture.Finish();
   stderr_capture.Finish();
 
+  if (code_started != nullptr) {
+    *code_started = report.setup_error.empty() && report.exec_error.empty();
+  }
   if (!poll_error.empty()) return R::Fail(poll_error);
   if (!report.setup_error.empty()) {
     return R::Fail("the sandbox could not be set up: " + report.setup_error);

@@ -115,9 +115,11 @@ struct ExecutionEnvironment {
 
 // Runs one execution to the end, on `warm` when given, else on a child of env.zygote_socket, else
 // (allow_cold) on a fresh interpreter. Fails (no result) only when codecell itself could not run
-// it; whatever the user's code does is a result.
+// it; whatever the user's code does is a result. `code_started` (optional) tells a failure before
+// the code could run (false: safe to retry) from one after.
 Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
                                      const ExecutionRequest& request,
-                                     std::optional<WarmChild> warm = std::nullopt);
+                                     std::optional<WarmChild> warm = std::nullopt,
+                                     bool* code_started = nullptr);
 
 }  // namespace codecell::exec
