@@ -494,46 +494,77 @@ def mib(kib):
 
 
 def pool_snapshot(daemon, settle_s=30):
-    """The warm daemon's zygote and idle children, once the pool is full (or has stopped growing
-    for 3 s: the zygote clamps the pool to the available memory); None without a zygote."""
+    """The warm daemon's zygotes ("base" and "full") and their idle pre-forked children, once every
+    pool is full (or has stopped growing for 3 s: a zygote clamps its pool to the available
+    memory); None without a ready zygote. An idle child is a pair: its interpreter (a fork of the
+    zygote, blocked in recvmsg) and its init (codecell-init, pid 1 of the pair's namespace); its
+    unshared memory is the sum of both. "zygote" is the full zygote (the large one)."""
     deadline = time.monotonic() + settle_s
     last, since = -1, time.monotonic()
     while True:
         interpreters = daemon.status().get("interpreters") or {}
-        zpid, size = interpreters.get("pid"), interpreters.get("pool_size") or 0
-        if interpreters.get("mode") != "warm" or not zpid:
+        pools = [p for p in interpreters.get("pools") or [] if p.get("ready") and p.get("pid")]
+        if interpreters.get("mode") != "warm" or not pools:
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.1)
             continue
-        idle = [p for p in children(zpid) if waiting_in_recvmsg(p)]
+        size = sum(p.get("pool_size") or 0 for p in pools)
+        idle = [c for p in pools for c in children(p["pid"]) if waiting_in_recvmsg(c)]
         now = time.monotonic()
         if len(idle) != last:
             last, since = len(idle), now
         if len(idle) >= size or now - since > 3 or now > deadline:
             break
         time.sleep(0.05)
-    z = smaps_rollup(zpid) or {}
-    kids, busy = [], 0
-    for pid in children(zpid):
-        m = smaps_rollup(pid) if waiting_in_recvmsg(pid) else None
-        if m:
-            kids.append({"pid": pid, "rss_mib": mib(m.get("Rss", 0)), "pss_mib": mib(m.get("Pss", 0)),
-                         "unshared_mib": mib(unshared_kib(m))})
-        else:
-            busy += 1
-    unshared = [k["unshared_mib"] for k in kids]
-    return {"zygote_pid": zpid, "pool_size": size, "idle_children": len(kids),
-            "other_children": busy,
-            "zygote": {"rss_mib": mib(z.get("Rss")), "pss_mib": mib(z.get("Pss")),
-                       "unshared_mib": mib(unshared_kib(z)) if z else None},
-            "child_unshared_median_mib": round(statistics.median(unshared), 1) if kids else None,
-            "child_unshared_max_mib": max(unshared) if kids else None,
-            "child_rss_median_mib": round(statistics.median(k["rss_mib"] for k in kids), 1)
-            if kids else None,
-            "child_pss_median_mib": round(statistics.median(k["pss_mib"] for k in kids), 1)
-            if kids else None,
-            "children": kids}
+
+    def is_init(pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read().split(b"\0")[0] == b"codecell-init"
+        except OSError:
+            return False
+
+    per_zygote, pairs, busy = {}, [], 0
+    for pool in pools:
+        zpid = pool["pid"]
+        z = smaps_rollup(zpid) or {}
+        interps, inits = [], []
+        for pid in children(zpid):
+            m = smaps_rollup(pid)
+            if m and is_init(pid):
+                inits.append(mib(unshared_kib(m)))
+            elif m and waiting_in_recvmsg(pid):
+                interps.append({"pid": pid, "rss_mib": mib(m.get("Rss", 0)),
+                                "pss_mib": mib(m.get("Pss", 0)),
+                                "unshared_mib": mib(unshared_kib(m))})
+            else:
+                busy += 1
+        init_mib = statistics.median(inits) if inits else 0.0
+        for k in interps:
+            pairs.append(dict(k, unshared_mib=round(k["unshared_mib"] + init_mib, 1),
+                              pool=pool["name"]))
+        per_zygote[pool["name"]] = {
+            "pid": zpid, "pool_size": pool.get("pool_size"),
+            "rss_mib": mib(z.get("Rss")), "pss_mib": mib(z.get("Pss")),
+            "unshared_mib": mib(unshared_kib(z)) if z else None,
+            "idle_interpreters": len(interps), "idle_inits": len(inits),
+            "init_unshared_median_mib": round(init_mib, 2),
+            "pair_unshared_median_mib": round(statistics.median(
+                [p["unshared_mib"] for p in pairs if p["pool"] == pool["name"]]), 1)
+            if interps else None}
+    full = per_zygote.get("full") or next(iter(per_zygote.values()))
+    unshared = [k["unshared_mib"] for k in pairs]
+    return {"zygote_pid": full["pid"], "pool_size": size, "idle_children": len(pairs),
+            "other_children": busy, "zygotes": per_zygote,
+            "zygote": {"rss_mib": full["rss_mib"], "pss_mib": full["pss_mib"],
+                       "unshared_mib": full["unshared_mib"]},
+            "child_unshared_median_mib": round(statistics.median(unshared), 1) if pairs else None,
+            "child_unshared_max_mib": max(unshared) if pairs else None,
+            "child_rss_median_mib": round(statistics.median(k["rss_mib"] for k in pairs), 1)
+            if pairs else None,
+            "child_pss_median_mib": round(statistics.median(k["pss_mib"] for k in pairs), 1)
+            if pairs else None}
 
 
 class Sampler:
@@ -904,15 +935,21 @@ def summarize(args, keys, meta, daemons, seq, conc, pss, pool):
             "interpreters": {key: i0.get(key) for key in
                              ("mode", "pid", "pool_size", "startup_seconds", "python",
                               "preloaded", "failed_preloads", "reason") if key in i0},
-            "mode_at_end": i1.get("mode"), "restarts": i1.get("restarts"),
-            "zygote_pid_at_end": i1.get("pid")}
+            "pools": [{key: p.get(key) for key in ("name", "pid", "pool_size", "startup_seconds",
+                                                   "preloaded", "failed_preloads")}
+                      for p in i0.get("pools") or []],
+            "mode_at_end": i1.get("mode"),
+            "restarts": sum(p.get("restarts") or 0 for p in i1.get("pools") or []),
+            "zygote_pid_at_end": [p.get("pid") for p in i1.get("pools") or []]}
         if i1.get("mode") != d.mode:
             failures.append(f"({k}) {METHODS[k]}: interpreters.mode at the end is "
                             f"{i1.get('mode')!r} ({i1.get('reason', '')})")
         if i1.get("restarts"):
             failures.append(f"({k}) {METHODS[k]}: the zygote was restarted {i1['restarts']} times")
-        if i0.get("failed_preloads"):
-            failures.append(f"({k}) {METHODS[k]}: failed preloads {i0['failed_preloads']}")
+        for p in i0.get("pools") or []:
+            if p.get("failed_preloads"):
+                failures.append(f"({k}) {METHODS[k]}: failed preloads in {p.get('name')}: "
+                                f"{p['failed_preloads']}")
     failures += WARMUP_FAILURES
     return s
 
@@ -1000,10 +1037,12 @@ def report(args, keys, s):
     if "c" in s["daemons"]:
         d = s["daemons"]["c"]
         i = d["interpreters"]
-        print(f"warm pool (c): zygote pid {i.get('pid')}, pool_size {i.get('pool_size')}, "
-              f"ready {d['ready_s']} s after spawning the daemon (zygote startup "
-              f"{i.get('startup_seconds')} s), {len(i.get('preloaded') or [])} preloads, "
-              f"restarts during the run: {d['restarts']}")
+        for p in d["pools"]:
+            print(f"warm pool (c) {p['name']}: zygote pid {p.get('pid')}, pool_size "
+                  f"{p.get('pool_size')}, startup {p.get('startup_seconds')} s, "
+                  f"{len(p.get('preloaded') or [])} preloads")
+        print(f"  ready {d['ready_s']} s after spawning the daemon; zygote restarts during the "
+              f"run: {d['restarts']}")
         t = [t for t in s["targets"] if t["what"].startswith("(c) unshared")][0]
         for when, p in pool.items():
             if not p:
@@ -1017,6 +1056,11 @@ def report(args, keys, s):
                   f"{fmt_mib(p['child_unshared_max_mib'])} (Rss median "
                   f"{fmt_mib(p['child_rss_median_mib'])}, Pss median "
                   f"{fmt_mib(p['child_pss_median_mib'])})")
+            for name, zg in (p.get("zygotes") or {}).items():
+                print(f"    {name}: zygote Rss {fmt_mib(zg['rss_mib'])}, Pss {fmt_mib(zg['pss_mib'])};"
+                      f" {zg['idle_interpreters']} idle interpreters + {zg['idle_inits']} inits, "
+                      f"init unshared {fmt_mib(zg['init_unshared_median_mib'])}, pair unshared "
+                      f"median {fmt_mib(zg['pair_unshared_median_mib'])}")
         print(f"  unshared = Private_Clean + Private_Dirty from smaps_rollup; target per idle "
               f"child {t['target']}: {t['verdict'] or 'n/a'}")
 
