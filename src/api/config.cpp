@@ -123,7 +123,8 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
     }
     if (auto preload = t["interpreters"]["preload"]) {
       auto list = preload.as_array();
-      if (list == nullptr) return R::Fail(file + ": interpreters.preload must be a list of modules");
+      if (list == nullptr)
+        return R::Fail(file + ": interpreters.preload must be a list of modules");
       c.warm.preload.clear();
       for (const auto& m : *list) {
         auto v = m.value<std::string>();

@@ -1,7 +1,5 @@
 #include "api/service.h"
 
-#include <sys/eventfd.h>
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <httplib.h>

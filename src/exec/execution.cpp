@@ -261,8 +261,8 @@ Result<ExecutionEnvironment> ExecutionEnvironment::Prepare(const std::string& da
 }
 
 Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
-                                     const ExecutionRequest& request,
-                                     std::optional<WarmChild> warm, bool* code_started) {
+                                     const ExecutionRequest& request, std::optional<WarmChild> warm,
+                                     bool* code_started) {
   if (code_started != nullptr) *code_started = false;
   using R = Result<ExecutionResult>;
   const Limits& limits = request.limits;
@@ -290,15 +290,16 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
       return R::Fail("no warm interpreter (required): " + acquired.error());
     }
   }
-  if (!warm && !env.allow_cold) return R::Fail("no warm interpreter, and cold ones are not allowed");
+  if (!warm && !env.allow_cold)
+    return R::Fail("no warm interpreter, and cold ones are not allowed");
   sandbox::ExecutionCgroup cgroup;
   if (env.cgroups.mode != sandbox::CgroupMode::kNone) {
     const sandbox::CgroupLimits cgroup_limits{limits.memory_mb << 20, limits.max_processes,
                                               limits.cpus};
-    auto created = warm && !warm->cgroup.empty()
-                       ? sandbox::ExecutionCgroup::Adopt(env.cgroups, warm->cgroup, cgroup_limits)
-                       : sandbox::ExecutionCgroup::Create(env.cgroups, result.execution_id,
-                                                          cgroup_limits);
+    auto created =
+        warm && !warm->cgroup.empty()
+            ? sandbox::ExecutionCgroup::Adopt(env.cgroups, warm->cgroup, cgroup_limits)
+            : sandbox::ExecutionCgroup::Create(env.cgroups, result.execution_id, cgroup_limits);
     if (!created) return R::Fail(created.error());
     cgroup = std::move(created.value());
   }

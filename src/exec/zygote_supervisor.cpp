@@ -17,8 +17,8 @@
 namespace codecell::exec {
 namespace {
 
-using sandbox::UniqueFd;
 using nlohmann::json;
+using sandbox::UniqueFd;
 
 // Importing and warming the default preloads takes about 4 s on these machines; a cold disk or a
 // slow machine may take several times that.
@@ -40,9 +40,10 @@ std::string DescribeWaitStatus(int status) {
 }  // namespace
 
 std::vector<std::string> BasePreload() {
-  return {"json",   "linecache", "threading", "traceback", "tokenize", "random", "math",
-          "re",     "datetime",  "collections", "itertools", "functools", "statistics",
-          "decimal", "fractions", "csv", "string", "textwrap", "pprint", "dataclasses"};
+  return {"json",      "linecache", "threading",  "traceback", "tokenize",
+          "random",    "math",      "re",         "datetime",  "collections",
+          "itertools", "functools", "statistics", "decimal",   "fractions",
+          "csv",       "string",    "textwrap",   "pprint",    "dataclasses"};
 }
 
 bool WantsFullPreload(std::string_view code, const std::vector<std::string>& preload) {
@@ -50,8 +51,7 @@ bool WantsFullPreload(std::string_view code, const std::vector<std::string>& pre
   for (const auto& module : preload) words.push_back(module.substr(0, module.find('.')));
   auto is_word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
   for (const auto& word : words) {
-    for (size_t at = code.find(word); at != std::string_view::npos;
-         at = code.find(word, at + 1)) {
+    for (size_t at = code.find(word); at != std::string_view::npos; at = code.find(word, at + 1)) {
       size_t end = at + word.size();
       if ((at == 0 || !is_word(code[at - 1])) && (end == code.size() || !is_word(code[end]))) {
         return true;
@@ -63,7 +63,9 @@ bool WantsFullPreload(std::string_view code, const std::vector<std::string>& pre
 
 ZygoteSupervisor::ZygoteSupervisor(std::string self_exe, std::string data_dir,
                                    WarmSettings settings)
-    : self_exe_(std::move(self_exe)), data_dir_(std::move(data_dir)), settings_(std::move(settings)) {
+    : self_exe_(std::move(self_exe)),
+      data_dir_(std::move(data_dir)),
+      settings_(std::move(settings)) {
   const std::string prefix = "/run/codecell/zygote-" + std::to_string(::getpid()) + "-";
   for (const char* name : {"base", "full"}) {
     auto z = std::make_unique<Zygote>();
@@ -137,7 +139,9 @@ json ZygoteSupervisor::Describe() const {
     }
     pools.push_back(d);
   }
-  json d = {{"mode", ready == zygotes_.size() ? "warm" : ready > 0 ? "degraded" : "cold"},
+  json d = {{"mode", ready == zygotes_.size() ? "warm"
+                     : ready > 0              ? "degraded"
+                                              : "cold"},
             {"pools", pools}};
   if (!reason.empty()) d["reason"] = reason;
   return d;
@@ -158,9 +162,10 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
     UniqueFd out_read(out[0]), out_write(out[1]);
     std::string preload;
     for (const auto& p : zygote.preload) preload += (preload.empty() ? "" : ",") + p;
-    std::vector<std::string> args = {self_exe_,   "zygote", "--socket", zygote.socket_path,
-                                     "--data-dir", data_dir_, "--pool",
-                                     std::to_string(settings_.pool_size), "--preload", preload};
+    std::vector<std::string> args = {
+        self_exe_,    "zygote",  "--socket", zygote.socket_path,
+        "--data-dir", data_dir_, "--pool",   std::to_string(settings_.pool_size),
+        "--preload",  preload};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -184,9 +189,9 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
     int rc;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      rc = stopping_ ? ECANCELED
-                     : posix_spawn(&pid, self_exe_.c_str(), &actions, &attr, argv.data(),
-                                   envp.data());
+      rc = stopping_
+               ? ECANCELED
+               : posix_spawn(&pid, self_exe_.c_str(), &actions, &attr, argv.data(), envp.data());
       if (rc == 0) zygote.pid = pid;
     }
     posix_spawn_file_actions_destroy(&actions);
@@ -219,7 +224,8 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
         zygote.ready = !stopping_;
         zygote.ready_info = info;
         failures = 0;
-        Log("info", "warm interpreters ready: " + zygote.name + " zygote pid " + std::to_string(pid) + " in " +
+        Log("info", "warm interpreters ready: " + zygote.name + " zygote pid " +
+                        std::to_string(pid) + " in " +
                         std::to_string(info.value("startup_seconds", 0.0)) + " s");
       } else {
         ::kill(pid, SIGKILL);

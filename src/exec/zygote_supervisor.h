@@ -17,7 +17,7 @@ namespace codecell::exec {
 
 struct WarmSettings {
   bool enabled = true;
-  size_t pool_size = 4;              // per zygote
+  size_t pool_size = 4;                                         // per zygote
   std::vector<std::string> preload = runner::DefaultPreload();  // the "full" zygote's
 };
 

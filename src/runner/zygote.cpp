@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -16,7 +17,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,11 +26,12 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "runner/runner_files.h"
 #include "sandbox/cgroups.h"
+#include "sandbox/cmdline.h"
 #include "sandbox/fd_passing.h"
 #include "sandbox/fds.h"
 #include "sandbox/file_io.h"
@@ -39,7 +40,6 @@
 #include "sandbox/seccomp_filter.h"
 #include "sandbox/spec_wire.h"
 #include "sandbox/warm_init.h"
-#include "sandbox/cmdline.h"
 
 namespace codecell::runner {
 namespace {
@@ -231,14 +231,14 @@ struct Interpreter {
 sandbox::Result<Interpreter> Preload(const std::vector<std::string>& preload) {
   using R = sandbox::Result<Interpreter>;
   PyObject* main_module = PyImport_AddModule("__main__");  // borrowed
-  PyObject* globals = PyModule_GetDict(main_module);        // borrowed
+  PyObject* globals = PyModule_GetDict(main_module);       // borrowed
   std::string setup = "__codecell_preload = " + json(preload).dump() + "\n";
   if (PyRun_SimpleString(setup.c_str()) != 0 || PyRun_SimpleString(kWarmUpScript) != 0) {
     return R::Fail("the warm-up script failed");
   }
   Interpreter interpreter;
-  PyObject* report = PyRun_String("__import__('json').dumps(_report)", Py_eval_input, globals,
-                                  globals);
+  PyObject* report =
+      PyRun_String("__import__('json').dumps(_report)", Py_eval_input, globals, globals);
   if (report != nullptr) {
     interpreter.report = json::parse(PyUnicode_AsUTF8(report), nullptr, false);
     Py_DECREF(report);
@@ -459,8 +459,14 @@ class Zygote {
     }
     ready_write.reset();
     child->init_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, child->init, 0)));
-    ChildSetup setup{theirs.get(), child->report_write.get(), ready_read.get(), child->init,
-                     child->cgroup.procs_fds(), &seccomp_, interpreter_.warm_main, &command_line_};
+    ChildSetup setup{theirs.get(),
+                     child->report_write.get(),
+                     ready_read.get(),
+                     child->init,
+                     child->cgroup.procs_fds(),
+                     &seccomp_,
+                     interpreter_.warm_main,
+                     &command_line_};
     PyOS_BeforeFork();
     pid_t pid = sandbox::ForkIntoNamespaces(0);
     if (pid == 0) WarmChildMain(setup);
@@ -538,8 +544,8 @@ class Zygote {
       if (pid == child->interpreter) {
         child->interpreter_reaped = true;
         if (child->handed_out) {
-          sandbox::WriteReport(child->report_write.get(), sandbox::ReportRecord::kExited, 0,
-                               status, "exited", &usage);
+          sandbox::WriteReport(child->report_write.get(), sandbox::ReportRecord::kExited, 0, status,
+                               "exited", &usage);
         }
       } else {
         child->init_reaped = true;

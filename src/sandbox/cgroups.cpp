@@ -285,8 +285,7 @@ Result<ExecutionCgroup> ExecutionCgroup::Open(const CgroupLayout& layout, const 
     }
     if (layout.cpu_limit && set_cpu_limit) {
       std::string quota = quota_us > 0 ? std::to_string(quota_us) : "max";
-      if (auto e = write(*dir + "/cpu.max", quota + " " + std::to_string(period_us));
-          !e.empty()) {
+      if (auto e = write(*dir + "/cpu.max", quota + " " + std::to_string(period_us)); !e.empty()) {
         return R::Fail(e);
       }
     }

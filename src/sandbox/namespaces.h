@@ -14,7 +14,8 @@ inline constexpr int kCloneNamespaces =
 
 // A zygote's warm child is cloned into these; it copies a mount namespace (the supervisor's, where
 // the workspace is mounted) only when it is handed an execution. See EnterMountNamespaceCopy.
-inline constexpr int kWarmChildNamespaces = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+inline constexpr int kWarmChildNamespaces =
+    CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
 
 // Every CLONE_NEW* flag; seccomp refuses clone() with any of them.
 inline constexpr unsigned long kAllNamespaceFlags[] = {

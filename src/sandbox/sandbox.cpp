@@ -92,7 +92,8 @@ SysResult ArrangeStdio(int stdout_fd, int stderr_fd, int report_fd) {
     if (pid < 0 && errno == EINTR) continue;
     if (pid == child || pid < 0) {
       WriteReport(kReportFd, ReportRecord::kExited, 0, pid == child ? status : 0,
-                  pid == child ? "exited" : "lost the interpreter", pid == child ? &usage : nullptr);
+                  pid == child ? "exited" : "lost the interpreter",
+                  pid == child ? &usage : nullptr);
       // Returning from pid 1 makes the kernel SIGKILL everything left in the namespace.
       ::_exit(0);
     }
@@ -116,9 +117,9 @@ void WriteReport(int fd, uint32_t kind, int err, int wait_status, const char* st
   record.err = err;
   record.wait_status = wait_status;
   if (usage != nullptr) {
-    record.cpu_usec = static_cast<uint64_t>(usage->ru_utime.tv_sec + usage->ru_stime.tv_sec) *
-                          1000000u +
-                      static_cast<uint64_t>(usage->ru_utime.tv_usec + usage->ru_stime.tv_usec);
+    record.cpu_usec =
+        static_cast<uint64_t>(usage->ru_utime.tv_sec + usage->ru_stime.tv_sec) * 1000000u +
+        static_cast<uint64_t>(usage->ru_utime.tv_usec + usage->ru_stime.tv_usec);
     record.max_rss_kb = static_cast<uint32_t>(usage->ru_maxrss);
   }
   std::strncpy(record.step, step, sizeof record.step - 1);

@@ -11,7 +11,8 @@
 asm(".section .rodata\n"
     ".balign 16\n"
     "codecell_warm_init_start:\n"
-    ".incbin \"" CODECELL_WARM_INIT_PATH "\"\n"
+    ".incbin \"" CODECELL_WARM_INIT_PATH
+    "\"\n"
     "codecell_warm_init_end:\n"
     ".previous\n");
 extern "C" const char codecell_warm_init_start[];

@@ -113,8 +113,8 @@ TEST(SpecWire, RoundTripKeepsEveryField) {
   spec.rlimits.address_space_bytes = 1ull << 33;
 
   sandbox::SandboxSpec back;
-  auto text = sandbox::SpecToJson(spec).dump(-1, ' ', false,
-                                             nlohmann::json::error_handler_t::replace);
+  auto text =
+      sandbox::SpecToJson(spec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   ASSERT_TRUE(sandbox::SpecFromJson(nlohmann::json::parse(text), back));
   EXPECT_EQ(back.rootfs.root, "/w/root");
   EXPECT_EQ(back.rootfs.dirs, spec.rootfs.dirs);
@@ -157,8 +157,7 @@ TEST(ZygoteChoice, HeavyImportsGoToTheFullZygote) {
 TEST(ZygoteClient, AMissingZygoteIsAClearError) {
   auto child = exec::AcquireWarmChild("/nonexistent/codecell-zygote.sock");
   ASSERT_FALSE(child);
-  EXPECT_NE(child.error().find("no zygote at /nonexistent/codecell-zygote.sock"),
-            std::string::npos)
+  EXPECT_NE(child.error().find("no zygote at /nonexistent/codecell-zygote.sock"), std::string::npos)
       << child.error();
   EXPECT_FALSE(exec::AcquireWarmChild(std::string(200, 'x')));  // longer than sun_path
 }
@@ -166,7 +165,9 @@ TEST(ZygoteClient, AMissingZygoteIsAClearError) {
 TEST(WarmInit, TheEmbeddedProgramIsAnElfExecutable) {
   std::string_view image = sandbox::WarmInitImage();
   ASSERT_GT(image.size(), 1000u);
-  EXPECT_EQ(image.substr(0, 4), std::string_view("\x7f" "ELF", 4));
+  EXPECT_EQ(image.substr(0, 4), std::string_view("\x7f"
+                                                 "ELF",
+                                                 4));
   auto memfd = sandbox::WarmInitMemfd();
   ASSERT_TRUE(memfd) << memfd.error();
   struct stat st {};
@@ -185,7 +186,7 @@ TEST(CgroupV2, AdoptSetsLimitsAndCountsCpuFromAdoption) {
   ASSERT_TRUE(idle) << idle.error();
   std::string dir = tree.path() + "/warm-1";
   std::ofstream(dir + "/cpu.stat") << "usage_usec 400000\n";  // spent while idle
-  idle->Release();                                             // handed to the client
+  idle->Release();                                            // handed to the client
   ASSERT_TRUE(std::filesystem::exists(dir));
 
   auto adopted = sandbox::ExecutionCgroup::Adopt(layout, "warm-1", {128ull << 20, 9, 0});
