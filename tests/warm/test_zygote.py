@@ -179,6 +179,35 @@ def test_idle_pool_layout(zygote):
         assert caps == {"CapEff": 0, "CapPrm": 0}, f"init {init} holds capabilities: {caps}"
 
 
+def test_idle_children_hold_only_their_own_descriptors(zygote):
+    """A forked interpreter starts with copies of every descriptor of the zygote, other
+    executions' report pipes among them, and a report pipe reaches end of file (the end of an
+    execution, for its supervisor) only when its last copy is closed. An idle interpreter keeps
+    exactly stdio, its channel (3, a socket) and its report pipe (4); an init keeps its zygote-alive
+    pipe (0) and its signalfd. Checked right after executions, while the pool refills."""
+    for _ in range(3):
+        res = run_warm(zygote, "print('x')")
+        assert res["interpreter"] == "warm" and res["status"] == "ok", res.describe()
+    inits, interps = zygote.wait_pool_full(10)
+
+    def fds(pid):
+        out = {}
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                pass
+        return out
+    for k in interps:
+        table = fds(k)
+        assert sorted(table) == [0, 1, 2, 3, 4], f"idle interpreter {k} holds {table}"
+        assert table[3].startswith("socket:") and table[4].startswith("pipe:"), table
+    for k in inits:
+        table = fds(k)
+        assert sorted(table) == [0, 3], f"init {k} holds {table}"
+        assert table[0].startswith("pipe:") and "signalfd" in table[3], table
+
+
 def test_execution_consumes_one_pair(zygote):
     """After an execution the zygote has reaped the interpreter and killed its init: both pids
     are gone and the pool is refilled with a fresh pair."""
