@@ -9,7 +9,7 @@ packages=(
   build-essential cmake pkg-config libseccomp-dev nlohmann-json3-dev libcli11-dev libgtest-dev
   libcpp-httplib-dev libtomlplusplus-dev libsqlite3-dev libssl-dev
   # the zygote embeds CPython (pkg-config python3-embed); its init is linked statically (libc.a)
-  libpython3.11-dev libc6-dev
+  libpython3-dev libpython3.11-dev libc6-dev
   # the interpreter and the preinstalled stack the sandbox offers
   python3 python3-numpy python3-pandas python3-matplotlib python3-scipy python3-seaborn
   python3-sklearn python3-openpyxl python3-yaml
