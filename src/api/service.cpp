@@ -249,6 +249,7 @@ sandbox::Result<json> Service::RunOne(exec::ExecutionRequest& request) {
     request.cancel_fd = -1;
     return helpers_.Run(exec::RequestToJson(request, config_.data_dir));
   }
+  if (!result) return sandbox::Result<json>::Fail(result.error());
   return result->ToJson();
 }
 
