@@ -743,7 +743,9 @@ int ZygoteMain(const ZygoteOptions& options) {
   int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   ::dup2(null_fd, 1);
   ::close(null_fd);
-  return zygote.Loop(listen_fd->get(), signal_fd.get());
+  int status = zygote.Loop(listen_fd->get(), signal_fd.get());
+  ::unlink(options.socket_path.c_str());
+  return status;
 }
 
 }  // namespace codecell::runner

@@ -1,5 +1,6 @@
 """The zygote process itself (ready line, single thread, pool) and that it really is warm."""
 import os
+import signal
 import struct
 import threading
 from pathlib import Path
@@ -141,7 +142,13 @@ def test_custom_preloads_and_failed_preload():
         assert len(inits) == len(kids) == 1, children_of(z.pid)
     finally:
         pid = z.pid if z.proc else None
+        if z.proc is not None and z.proc.poll() is None:
+            z.proc.send_signal(signal.SIGTERM)
+            z.proc.wait(10)
+        socket_left = z.socket.exists()
         z.stop()
+    assert z.proc.returncode == 0, f"SIGTERM: the zygote exited with {z.proc.returncode}"
+    assert not socket_left, f"the zygote left its socket {z.socket} behind after SIGTERM"
     if pid:
         assert wait_until(lambda: not children_of(pid), 5), \
             f"children of the stopped zygote {pid} survive: {children_of(pid)}"
