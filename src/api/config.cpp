@@ -32,17 +32,6 @@ bool ParseListen(const std::string& text, ServiceConfig& c, std::string& error) 
   return true;
 }
 
-std::vector<std::string> SplitCommas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');) {
-    auto first = item.find_first_not_of(" \t");
-    if (first == std::string::npos) continue;
-    out.push_back(item.substr(first, item.find_last_not_of(" \t") - first + 1));
-  }
-  return out;
-}
-
 }  // namespace
 
 bool IsLoopback(const std::string& host) {
@@ -247,6 +236,17 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
                    "listen on a loopback address");
   }
   return c;
+}
+
+std::vector<std::string> SplitCommas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');) {
+    auto first = item.find_first_not_of(" \t");
+    if (first == std::string::npos) continue;
+    out.push_back(item.substr(first, item.find_last_not_of(" \t") - first + 1));
+  }
+  return out;
 }
 
 }  // namespace codecell::api

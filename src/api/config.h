@@ -37,4 +37,8 @@ sandbox::Result<ServiceConfig> LoadServiceConfig(const ConfigOverrides& flags);
 
 bool IsLoopback(const std::string& host);
 
+// "a, b,c" -> {"a", "b", "c"}: items trimmed of spaces and tabs, empty ones dropped (API keys,
+// preload lists).
+std::vector<std::string> SplitCommas(const std::string& text);
+
 }  // namespace codecell::api

@@ -16,9 +16,6 @@ std::function<int()> AddCleanupCommand(CLI::App& app);
 std::function<int()> AddExecuteHelperCommand(CLI::App& app);
 std::function<int()> AddZygoteCommand(CLI::App& app);
 
-// "a, b,c" -> {"a", "b", "c"} (empty items dropped).
-std::vector<std::string> SplitList(const std::string& text);
-
 // The data directory: --data-dir, else $CODECELL_DATA_DIR, else /var/lib/codecell.
 std::string DefaultDataDir();
 

@@ -1,21 +1,8 @@
-#include <sstream>
-
+#include "api/config.h"
 #include "cli/commands.h"
 #include "runner/zygote.h"
 
 namespace codecell::cli {
-
-std::vector<std::string> SplitList(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    auto first = item.find_first_not_of(" \t");
-    auto last = item.find_last_not_of(" \t");
-    if (first != std::string::npos) items.push_back(item.substr(first, last - first + 1));
-  }
-  return items;
-}
 
 std::function<int()> AddZygoteCommand(CLI::App& app) {
   auto o = std::make_shared<runner::ZygoteOptions>();
@@ -36,7 +23,7 @@ std::function<int()> AddZygoteCommand(CLI::App& app) {
                      "numpy,pandas,matplotlib,matplotlib.pyplot,scipy.stats,seaborn; \"\" for "
                      "none)");
   return [o, preload, zygote] {
-    if (zygote->count("--preload") > 0) o->preload = SplitList(*preload);
+    if (zygote->count("--preload") > 0) o->preload = api::SplitCommas(*preload);
     return runner::ZygoteMain(*o);
   };
 }

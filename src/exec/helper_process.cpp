@@ -52,6 +52,28 @@ Limits LimitsFromJson(const nlohmann::json& j) {
 
 }  // namespace
 
+int SpawnUnblocked(const char* const* argv, char* const* envp, int stdin_fd, int stdout_fd,
+                   pid_t& pid) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (stdin_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  }
+  posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  int rc = posix_spawn(&pid, argv[0], &actions, &attr, const_cast<char* const*>(argv), envp);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  return rc;
+}
+
 nlohmann::json RequestToJson(const ExecutionRequest& r, const std::string& data_dir) {
   nlohmann::json inputs = nlohmann::json::array();
   for (const auto& in : r.inputs) {
@@ -73,24 +95,9 @@ Result<nlohmann::json> HelperProcesses::Run(const nlohmann::json& request) {
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) return R::Fail(std::string("pipe2: ") + strerror(errno));
   UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in_read.get(), 0);
-  posix_spawn_file_actions_adddup2(&actions, out_write.get(), 1);
-  // The service blocks SIGTERM in every thread (a signal thread waits for it); the helper must
-  // start with it deliverable.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   const char* argv[] = {self_exe_.c_str(), "__execute", nullptr};
   pid_t pid = -1;
-  int rc = posix_spawn(&pid, self_exe_.c_str(), &actions, &attr, const_cast<char* const*>(argv),
-                       environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  int rc = SpawnUnblocked(argv, environ, in_read.get(), out_write.get(), pid);
   if (rc != 0) return R::Fail(std::string("cannot start the execution helper: ") + strerror(rc));
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -31,6 +31,13 @@ class HelperProcesses {
   std::set<pid_t> pids_;
 };
 
+// posix_spawn of argv[0] with `argv` and `envp`, stdin from `stdin_fd` (-1: /dev/null), stdout
+// to `stdout_fd`, stderr inherited and no signal blocked: the service blocks SIGTERM in every
+// thread (a signal thread waits for it), and what it starts must begin with it deliverable.
+// Returns 0 or the error number.
+int SpawnUnblocked(const char* const* argv, char* const* envp, int stdin_fd, int stdout_fd,
+                   pid_t& pid);
+
 nlohmann::json RequestToJson(const ExecutionRequest& request, const std::string& data_dir);
 
 // The `__execute` subcommand: request JSON on stdin, result JSON on stdout. SIGTERM (or the

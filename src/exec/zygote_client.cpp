@@ -18,18 +18,14 @@ using sandbox::UniqueFd;
 
 Result<WarmChild> AcquireWarmChild(const std::string& socket_path) {
   using R = Result<WarmChild>;
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (socket_path.empty() || socket_path.size() >= sizeof address.sun_path) {
-    return R::Fail("bad zygote socket path: " + socket_path);
-  }
-  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  auto address = sandbox::UnixSocketAddress(socket_path);
+  if (!address) return R::Fail("zygote socket: " + address.error());
   UniqueFd connection(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!connection.valid()) return R::Fail(std::string("socket: ") + std::strerror(errno));
   // An empty pool makes the zygote fork while we wait (tens of ms); far longer means it is stuck.
   timeval timeout{10, 0};
   ::setsockopt(connection.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  if (::connect(connection.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+  if (::connect(connection.get(), reinterpret_cast<sockaddr*>(&*address), sizeof *address) != 0) {
     return R::Fail("no zygote at " + socket_path + ": " + std::strerror(errno));
   }
   if (auto s = sandbox::SendMessage(connection.get(), "acquire", {}); !s) {

@@ -3,13 +3,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 
+#include "exec/helper_process.h"
 #include "runner/runner_files.h"
 #include "sandbox/file_io.h"
 #include "sandbox/unique_fd.h"
@@ -166,8 +166,8 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
         self_exe_,    "zygote",  "--socket", zygote.socket_path,
         "--data-dir", data_dir_, "--pool",   std::to_string(settings_.pool_size),
         "--preload",  preload};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
+    std::vector<const char*> argv;
+    for (auto& a : args) argv.push_back(a.c_str());
     argv.push_back(nullptr);
     // The zygote's environment is what the interpreter will see; the service's own (API keys,
     // database credentials) must never reach its memory.
@@ -175,27 +175,14 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
     std::vector<char*> envp;
     for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, out_write.get(), 1);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
     pid_t pid = -1;
     int rc;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      rc = stopping_
-               ? ECANCELED
-               : posix_spawn(&pid, self_exe_.c_str(), &actions, &attr, argv.data(), envp.data());
+      rc = stopping_ ? ECANCELED
+                     : SpawnUnblocked(argv.data(), envp.data(), -1, out_write.get(), pid);
       if (rc == 0) zygote.pid = pid;
     }
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
     out_write.reset();
     if (rc == ECANCELED) return;
     if (rc != 0) {

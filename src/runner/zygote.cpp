@@ -639,19 +639,14 @@ class Zygote {
 
 sandbox::Result<UniqueFd> Listen(const std::string& path) {
   using R = sandbox::Result<UniqueFd>;
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof address.sun_path) {
-    return R::Fail("zygote socket path must be 1-" + std::to_string(sizeof address.sun_path - 1) +
-                   " bytes: " + path);
-  }
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  auto address = sandbox::UnixSocketAddress(path);
+  if (!address) return R::Fail("zygote socket: " + address.error());
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return R::Fail(std::string("socket: ") + std::strerror(errno));
   ::unlink(path.c_str());
   // Created 0600 (umask), so only root can connect; the peer's uid is checked again on accept.
   mode_t old_mask = ::umask(0177);
-  int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&*address), sizeof *address);
   ::umask(old_mask);
   if (bound != 0) return R::Fail("bind " + path + ": " + std::strerror(errno));
   if (::listen(fd.get(), 128) != 0) return R::Fail(std::string("listen: ") + std::strerror(errno));
@@ -675,9 +670,7 @@ int ZygoteMain(const ZygoteOptions& options) {
   if (!sandbox::CloseFdsFrom(3).ok()) return fail("close_range failed");
   // Dispositions inherited from whoever started us (nohup, a shell's background job) would reach
   // every child; start from the defaults, as a fresh interpreter's parent would give it.
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
-  }
+  (void)sandbox::ResetSignals(true);
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   sigset_t handled;
   sigemptyset(&handled);

@@ -12,6 +12,18 @@ Status Fail(const char* what) { return Status::Fail(std::string(what) + ": " + s
 
 }  // namespace
 
+Result<sockaddr_un> UnixSocketAddress(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof address.sun_path) {
+    return Result<sockaddr_un>::Fail("a unix socket path must be 1-" +
+                                     std::to_string(sizeof address.sun_path - 1) +
+                                     " bytes: " + path);
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  return address;
+}
+
 Status SendMessage(int socket_fd, std::string_view body, std::span<const int> fds) {
   if (fds.size() > kMaxPassedFds) return Status::Fail("SendMessage: too many descriptors");
   uint64_t length = body.size();

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/un.h>
+
 #include <span>
 #include <string>
 #include <string_view>
@@ -22,6 +24,9 @@ struct Message {
   std::string body;
   std::vector<UniqueFd> fds;
 };
+
+// The address of a unix socket at `path`; fails when the path does not fit sun_path.
+Result<sockaddr_un> UnixSocketAddress(const std::string& path);
 
 // Blocks until one whole message has arrived. Fails on end of file (the peer is gone), on more
 // than kMaxPassedFds descriptors, or on a body over `max_bytes`.

@@ -33,20 +33,6 @@ struct LaunchContext {
   ::_exit(126);
 }
 
-// A parent may block signals (the service blocks SIGTERM to read it from a signalfd; the zygote
-// SIGCHLD) or ignore them (SIGPIPE); both would survive exec into the tenant's interpreter.
-SysResult ResetSignals(bool handlers_too) {
-  sigset_t none;
-  sigemptyset(&none);
-  if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) return SysResult::FromErrno("sigprocmask");
-  if (!handlers_too) return SysResult::Ok();
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    ::signal(sig, SIG_DFL);  // fails harmlessly for the numbers glibc reserves
-  }
-  return SysResult::Ok();
-}
-
 SysResult JoinCgroups(const std::vector<int>& procs_fds) {
   for (int fd : procs_fds) {
     // "0" names the writer itself; every later descendant inherits the cgroup.
@@ -109,6 +95,18 @@ int SandboxChildMain(void* arg) {
 }
 
 }  // namespace
+
+SysResult ResetSignals(bool handlers_too) {
+  sigset_t none;
+  sigemptyset(&none);
+  if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) return SysResult::FromErrno("sigprocmask");
+  if (!handlers_too) return SysResult::Ok();
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    ::signal(sig, SIG_DFL);  // fails harmlessly for the numbers glibc reserves
+  }
+  return SysResult::Ok();
+}
 
 void WriteReport(int fd, uint32_t kind, int err, int wait_status, const char* step,
                  const struct rusage* usage) {

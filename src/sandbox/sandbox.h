@@ -86,6 +86,12 @@ SysResult Confine(const SandboxSpec& spec, const ConfineContext& context, int& r
 
 inline constexpr int kReportFd = 3;
 
+// Empties the signal mask and, with `handlers_too`, sets every disposition to SIG_DFL. A parent
+// may block signals (the service blocks SIGTERM to read it from a signalfd; the zygote SIGCHLD)
+// or ignore them (SIGPIPE, or nohup's SIGHUP); both would reach the tenant's interpreter.
+// Allocates nothing.
+SysResult ResetSignals(bool handlers_too);
+
 // Post-fork: one record on the report pipe (async-signal-safe). `usage` (optional) fills the
 // interpreter's CPU time and peak RSS.
 void WriteReport(int fd, uint32_t kind, int err, int wait_status, const char* step,
