@@ -314,6 +314,28 @@ def wait_until(pred, timeout: float, interval: float = 0.05):
         time.sleep(interval)
 
 
+def stop_process(obj, timeout: float):
+    """SIGTERM ``obj.proc``, SIGKILL after ``timeout`` s, close ``obj``'s log files; returns the
+    exit code (None if it never started). Shared by Zygote and Daemon."""
+    if obj.proc is None:
+        return None
+    if obj.proc.poll() is None:
+        obj.proc.send_signal(signal.SIGTERM)
+        try:
+            obj.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            obj.proc.kill()
+            obj.proc.wait()
+    close_logs(obj)
+    return obj.proc.returncode
+
+
+def close_logs(obj):
+    for f in (getattr(obj, "_err", None), getattr(obj, "_out", None)):
+        if f and not f.closed:
+            f.close()
+
+
 # --------------------------------------------------------------------------------------------
 # the zygote
 # --------------------------------------------------------------------------------------------
@@ -408,28 +430,18 @@ class Zygote:
         return wait_pool_full(self.pid, self.pool, timeout)
 
     def stop(self, timeout: float = 10.0):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._close()
-        return self.proc.returncode
+        code = stop_process(self, timeout)
+        self._unlink_socket()
+        return code
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self._close()
+        close_logs(self)
+        self._unlink_socket()
 
-    def _close(self):
-        for f in (getattr(self, "_err", None), getattr(self, "_out", None)):
-            if f and not f.closed:
-                f.close()
+    def _unlink_socket(self):
         try:
             self.socket.unlink()
         except OSError:
@@ -653,19 +665,7 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 15.0):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for f in (getattr(self, "_err", None), getattr(self, "_out", None)):
-            if f and not f.closed:
-                f.close()
-        return self.proc.returncode
+        return stop_process(self, timeout)
 
 
 # --------------------------------------------------------------------------------------------

@@ -175,6 +175,14 @@ def test_service_warm_kill_restart(daemons):
         f"{[p for p in zygotes + all_kids if pid_alive(p)]}"
 
 
+def _assert_no_zygote_and_all_cold(d):
+    zygotes = [p for p in children_of(d.proc.pid) if "zygote" in proc_cmdline(p)]
+    assert not zygotes, f"a zygote runs although warm interpreters are disabled: {zygotes}"
+    for code in (CHECK, BASE_CHECK):
+        res = _ok(d.execute(code), "cold execution")
+        assert res.get("interpreter") == "cold", res
+
+
 def test_service_warm_disabled_by_env(daemons):
     d = daemons(env={"CODECELL_WARM_INTERPRETERS": "false"}, name="svc-cold")
     time.sleep(1.5)        # a zygote, if one were wrongly started, would show up by now
@@ -183,11 +191,7 @@ def test_service_warm_disabled_by_env(daemons):
     assert it.get("reason") == "warm interpreters are disabled (interpreters.warm = false)", \
         f"no 'disabled' reason: {it}"
     assert "pools" not in it and it.get("pid") is None, it
-    zygotes = [p for p in children_of(d.proc.pid) if "zygote" in proc_cmdline(p)]
-    assert not zygotes, f"a zygote runs although warm interpreters are disabled: {zygotes}"
-    for code in (CHECK, BASE_CHECK):
-        res = _ok(d.execute(code), "cold execution")
-        assert res.get("interpreter") == "cold", res
+    _assert_no_zygote_and_all_cold(d)
 
 
 def test_service_warm_disabled_by_config(daemons):
@@ -196,11 +200,7 @@ def test_service_warm_disabled_by_config(daemons):
     it = d.interpreters()
     assert it.get("mode") == "cold" and "disabled" in str(it.get("reason", "")).lower(), it
     assert "pools" not in it, it
-    zygotes = [p for p in children_of(d.proc.pid) if "zygote" in proc_cmdline(p)]
-    assert not zygotes, f"a zygote runs although warm interpreters are disabled: {zygotes}"
-    for code in (CHECK, BASE_CHECK):
-        res = _ok(d.execute(code), "cold execution")
-        assert res.get("interpreter") == "cold", res
+    _assert_no_zygote_and_all_cold(d)
 
 
 def test_service_pool_and_preload_from_config(daemons):
