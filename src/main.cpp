@@ -30,6 +30,7 @@ int main(int argc, char** argv, char** envp) {
   auto cleanup = codecell::cli::AddCleanupCommand(app);
   auto execute = codecell::cli::AddExecuteHelperCommand(app);
   auto zygote = codecell::cli::AddZygoteCommand(app);
+  auto packages = codecell::cli::AddPackagesCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -42,5 +43,6 @@ int main(int argc, char** argv, char** envp) {
   if (app.got_subcommand("cleanup")) return cleanup();
   if (app.got_subcommand("__execute")) return execute();
   if (app.got_subcommand("zygote")) return zygote();
+  if (app.got_subcommand("packages")) return packages();
   return 2;
 }

@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <cstdlib>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -30,6 +31,81 @@ bool ParseListen(const std::string& text, ServiceConfig& c, std::string& error) 
   c.listen_host = host;
   c.listen_port = static_cast<int>(port);
   return true;
+}
+
+// "import=requirement, ..." (CODECELL_PACKAGES_ALLOWLIST) or a TOML table: added to the list.
+std::string AddAllowlistEntries(const std::vector<std::pair<std::string, std::string>>& entries,
+                                packages::Allowlist& list) {
+  for (const auto& [import_name, requirement] : entries) {
+    if (auto e = list.Add(import_name, requirement); !e.empty()) return e;
+  }
+  return "";
+}
+
+std::string ParsePackages(const toml::table& t, const std::string& file,
+                          packages::PackageSettings& p) {
+  auto section = t["packages"];
+  if (!section) return "";
+  if (!section.is_table()) return file + ": packages must be a table";
+  for (const char* key : {"enabled", "default_allowlist"}) {
+    if (auto v = section[key]; v && !v.is_boolean()) {
+      return file + ": packages." + key + " must be true or false";
+    }
+  }
+  p.enabled = section["enabled"].value_or(p.enabled);
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"index_url", &p.index_url},
+                          {"extra_index_url", &p.extra_index_url},
+                          {"wheel_dir", &p.wheel_dir}}) {
+    if (auto v = section[key]) {
+      if (!v.is_string()) return file + ": packages." + key + " must be a string";
+      *out = *v.value<std::string>();
+    }
+  }
+  struct Range {
+    const char* key;
+    double lo, hi;
+    std::function<void(double)> set;
+  };
+  const Range ranges[] = {
+      {"install_timeout", 1, 3600, [&](double x) { p.install_timeout_seconds = x; }},
+      {"install_memory_mb", 128, 1 << 20,
+       [&](double x) { p.install_memory_mb = static_cast<uint64_t>(x); }},
+      {"install_tmp_mb", 64, 1 << 20,
+       [&](double x) { p.install_tmp_mb = static_cast<uint64_t>(x); }},
+      {"refresh_days", 0, 3650, [&](double x) { p.refresh_days = x; }},
+  };
+  for (const auto& r : ranges) {
+    auto v = section[r.key];
+    if (!v) continue;
+    auto d = v.value<double>();
+    if (!d || *d < r.lo || *d > r.hi) {
+      std::ostringstream msg;
+      msg << file << ": packages." << r.key << " must be a number between " << r.lo << " and "
+          << r.hi;
+      return msg.str();
+    }
+    r.set(*d);
+  }
+  if (!section["default_allowlist"].value_or(true)) p.allowlist = packages::Allowlist();
+  if (auto list = section["allowlist"]) {
+    const toml::table* table = list.as_table();
+    if (table == nullptr) {
+      return file + ": packages.allowlist must be a table of import name = \"requirement\"";
+    }
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (const auto& [key, value] : *table) {
+      auto v = value.value<std::string>();
+      if (!v) return file + ": packages.allowlist." + std::string(key.str()) + " must be a string";
+      entries.emplace_back(std::string(key.str()), *v);
+    }
+    if (auto e = AddAllowlistEntries(entries, p.allowlist); !e.empty()) {
+      return file + ": packages.allowlist: " + e;
+    }
+  }
+  if (!p.wheel_dir.empty() && p.wheel_dir.front() != '/') {
+    return file + ": packages.wheel_dir must be an absolute path";
+  }
+  return "";
 }
 
 }  // namespace
@@ -106,6 +182,7 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
             3600) &&
         num(t["interpreters"]["pool"], c.warm.pool_size, "interpreters.pool", 1, 64);
     if (!ok) return R::Fail(error);
+    if (auto e = ParsePackages(t, file, c.packages); !e.empty()) return R::Fail(e);
     if (auto warm = t["interpreters"]["warm"]) {
       if (!warm.is_boolean()) return R::Fail(file + ": interpreters.warm must be true or false");
       c.warm.enabled = *warm.value<bool>();
@@ -174,6 +251,22 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
   }
   if (const char* v = env("CODECELL_PRELOAD")) {
     c.warm.preload = SplitCommas(v);
+  }
+  if (const char* v = env("CODECELL_PACKAGES_INDEX_URL")) c.packages.index_url = v;
+  if (const char* v = env("CODECELL_PACKAGES_WHEEL_DIR")) c.packages.wheel_dir = v;
+  if (const char* v = env("CODECELL_PACKAGES_ALLOWLIST")) {
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (const auto& item : SplitCommas(v)) {
+      auto eq = item.find('=');
+      if (eq == std::string::npos) {
+        return R::Fail("CODECELL_PACKAGES_ALLOWLIST: '" + item +
+                       "' is not import=requirement (e.g. sklearn=scikit-learn)");
+      }
+      entries.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+    }
+    if (auto e = AddAllowlistEntries(entries, c.packages.allowlist); !e.empty()) {
+      return R::Fail("CODECELL_PACKAGES_ALLOWLIST: " + e);
+    }
   }
   if (const char* v = env("CODECELL_OVER_QUOTA")) {
     std::string s = v;

@@ -6,6 +6,7 @@
 #include "exec/execution.h"
 #include "exec/zygote_supervisor.h"
 #include "files/file_manager.h"
+#include "packages/installer.h"
 #include "sandbox/sys_result.h"
 
 namespace codecell::api {
@@ -23,8 +24,9 @@ struct ServiceConfig {
   exec::LimitBounds bounds;  // what a request may raise them to
   double cleanup_interval_minutes = 60;
   double shutdown_grace_seconds = 30;
-  exec::WarmSettings warm;  // [interpreters]: the zygote and its pool
-  std::string config_file;  // where the TOML came from ("" = none)
+  exec::WarmSettings warm;             // [interpreters]: the zygote and its pool
+  packages::PackageSettings packages;  // [packages]: approved packages on demand
+  std::string config_file;             // where the TOML came from ("" = none)
 };
 
 struct ConfigOverrides {  // from flags; empty = not given

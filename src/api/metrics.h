@@ -5,6 +5,8 @@
 #include <mutex>
 #include <string>
 
+#include "packages/installer.h"
+
 namespace codecell::api {
 
 // Counters and a duration histogram in memory, rendered in Prometheus text format.
@@ -18,6 +20,7 @@ class Metrics {
   struct Gauges {
     size_t queue_depth = 0, running = 0, workers = 0;
     uint64_t files = 0, bytes = 0;
+    packages::PackageStats packages;
   };
   std::string Render(const Gauges& gauges) const;
 

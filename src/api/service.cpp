@@ -165,7 +165,17 @@ Service::Service(ServiceConfig config, std::unique_ptr<store::Store> store, std:
       zygote_(self_exe, config_.data_dir, config_.warm),
       environment_(std::move(environment)),
       admission_(config_.workers, config_.queue, config_.per_user),
+      packages_(
+          config_.packages, config_.data_dir, *store_,
+          [this](exec::ExecutionRequest& r) { return RunInstaller(r); },
+          environment_.installer_uid),
       server_(std::make_unique<httplib::Server>()) {}
+
+sandbox::Result<json> Service::RunInstaller(exec::ExecutionRequest& request) {
+  json body = exec::RequestToJson(request, config_.data_dir);
+  body["installer_uid"] = environment_.installer_uid;
+  return helpers_.Run(body);
+}
 
 Service::~Service() {
   {
@@ -176,22 +186,36 @@ Service::~Service() {
   if (cleanup_thread_.joinable()) cleanup_thread_.join();
 }
 
-json Service::RunCleanup(files::FileManager& files, store::Store& store, Metrics* metrics) {
+json Service::RunCleanup(files::FileManager& files, store::Store& store,
+                         packages::PackageManager& packages, Metrics* metrics) {
   size_t deleted = files.CleanupExpired();
   std::string timestamp = files::Rfc3339(files::NowMillis());
   store.SetMeta("last_cleanup", timestamp);
   if (metrics) metrics->CountCleanup(deleted);
-  return {{"deleted_files", deleted}, {"venv_recreated", false}, {"timestamp", timestamp}};
+  json out = {{"deleted_files", deleted}, {"venv_recreated", false}, {"timestamp", timestamp}};
+  if (packages.RefreshDue()) {
+    json refresh = packages.Refresh(/*force=*/false);
+    out["venv_recreated"] = refresh.value("refreshed", false);
+    out["package_refresh"] = refresh;
+  }
+  packages.SweepUnused();
+  return out;
 }
 
 json Service::StoredStatus(const ServiceConfig& config, store::Store& store) {
   store::Usage usage = store.TotalLiveUsage(files::NowMillis());
   auto last = store.GetMeta("last_cleanup");
+  json installed = json::array();
+  for (const auto& p : store.ListPackages()) {
+    if (p.requested) installed.push_back(p.name);
+  }
+  const bool venv_exists =
+      !packages::PackageEnvironment(config.data_dir + "/packages").CurrentName().empty();
   return {
-      {"venv_exists", false},
+      {"venv_exists", venv_exists},
       {"python_path", "/usr/bin/python3"},
-      {"installed_packages", json::array()},
-      {"package_count", 0},
+      {"installed_packages", installed},
+      {"package_count", installed.size()},
       {"last_cleanup", last ? json(*last) : json(nullptr)},
       {"total_user_files", usage.files},
       {"total_file_size_mb", std::round(static_cast<double>(usage.bytes) / (1 << 20) * 100) / 100},
@@ -207,6 +231,7 @@ json Service::Status() {
           .count();
   status["workers"] = config_.workers;
   status["interpreters"] = zygote_.Describe();
+  status["packages"] = packages_.Describe();
   status["executions"] = {{"running", admission_.running()},
                           {"queued", admission_.queued()},
                           {"queue_limit", config_.queue},
@@ -278,7 +303,7 @@ void Service::Routes() {
     // httplib answers 404 (or 400, for PUT/PATCH) when no route matched, without a body; on a
     // known path that means another method: 405.
     static const std::regex known(
-        R"(/healthz|/metrics|/v1/(status|cleanup|executions|files(/[^/]+(/content)?)?))");
+        R"(/healthz|/metrics|/v1/(status|cleanup|executions|packages(/refresh)?|files(/[^/]+(/content)?)?))");
     if ((res.status == 404 || res.status == 400) && std::regex_match(req.path, known)) {
       return JsonError(res, 405, "method_not_allowed",
                        req.method + " is not supported on " + req.path);
@@ -330,13 +355,13 @@ void Service::Routes() {
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     store::Usage usage = store_->TotalLiveUsage(files::NowMillis());
     res.set_content(metrics_.Render({admission_.queued(), admission_.running(), config_.workers,
-                                     usage.files, usage.bytes}),
+                                     usage.files, usage.bytes, packages_.stats()}),
                     "text/plain; version=0.0.4");
   });
   s.Get("/v1/status",
         [this](const httplib::Request&, httplib::Response& res) { JsonOk(res, 200, Status()); });
   s.Post("/v1/cleanup", [this](const httplib::Request&, httplib::Response& res) {
-    json out = RunCleanup(files_, *store_, &metrics_);
+    json out = RunCleanup(files_, *store_, packages_, &metrics_);
     Log({{"level", "info"}, {"event", "cleanup"}, {"deleted_files", out["deleted_files"]}});
     JsonOk(res, 200, out);
   });
@@ -506,15 +531,13 @@ void Service::Routes() {
     if (auto msg = exec::ValidateLimits(request.limits, config_.bounds); !msg.empty()) {
       return JsonError(res, 400, "bad_request", msg);
     }
-    json failed_packages = json::array();
+    std::vector<std::string> install_names;
     if (j.contains("install_packages") && !j["install_packages"].is_null()) {
-      if (!IsListOfStrings(j["install_packages"])) {
-        return JsonError(res, 400, "bad_request", "install_packages must be a list of names");
+      if (!IsListOfStrings(j["install_packages"]) || j["install_packages"].size() > 50) {
+        return JsonError(res, 400, "bad_request",
+                         "install_packages must be a list of at most 50 package names");
       }
-      for (const auto& p : j["install_packages"]) {
-        failed_packages.push_back(
-            {{"name", p}, {"reason", "package installation is not available in this version"}});
-      }
+      install_names = j["install_packages"].get<std::vector<std::string>>();
     }
     std::vector<FileRecord> inputs;
     if (j.contains("file_ids") && !j["file_ids"].is_null()) {
@@ -553,13 +576,50 @@ void Service::Routes() {
     for (const auto& r : inputs) {
       request.inputs.push_back({r.file_id, r.filename, files_.PathOf(r)});
     }
-    request.generated_dir = files_.temp_dir() + "/" + exec::NewRandomId("generated-");
+    // Packages first: asked for, or (below) missing from a failed import.
+    packages::InstallReport installs;
+    if (!install_names.empty()) installs = packages_.Install(install_names, user);
+    packages_.NoteUsage(request.code);
+    std::error_code ec;
+    // The environment the execution mounts stays in place until it ends (its lease).
+    auto run_once = [&]() -> sandbox::Result<json> {
+      auto lease = packages_.Acquire();
+      if (!lease) return sandbox::Result<json>::Fail(lease.error());
+      request.packages_dir = lease.value() ? lease.value()->path() : std::string();
+      request.generated_dir = files_.temp_dir() + "/" + exec::NewRandomId("generated-");
+      return RunOne(request);
+    };
     store::ExecutionRecord record;
     record.user_id = user;
     record.started_at = files::NowMillis();
-    auto out = RunOne(request);
+    auto out = run_once();
+    bool rerun = false;
+    if (out && out->value("status", "") == "error") {
+      // As the old bot did: an approved package that is missing is installed, and the code runs
+      // once more (the first run's files are dropped).
+      const std::string missing = packages::MissingModule(out->value("error", ""));
+      if (!missing.empty()) {
+        if (auto entry = packages_.InstallableForMissingModule(missing)) {
+          packages::InstallReport more = packages_.Install({entry->import_name}, user);
+          installs.packages.insert(installs.packages.end(), more.packages.begin(),
+                                   more.packages.end());
+          installs.seconds += more.seconds;
+          if (more.all_ok()) {
+            std::filesystem::remove_all(request.generated_dir, ec);
+            out = run_once();
+            rerun = true;
+          }
+        } else if (!packages_.settings().allowlist.FindImport(missing)) {
+          installs.packages.push_back(
+              {missing, "", "", "failed",
+               "'" + missing +
+                   "' is not an approved package: it is not in the allowlist (setting "
+                   "packages.allowlist in the config file, or CODECELL_PACKAGES_ALLOWLIST)",
+               0});
+        }
+      }
+    }
     record.finished_at = files::NowMillis();
-    std::error_code ec;
     if (!out) {
       std::filesystem::remove_all(request.generated_dir, ec);
       record.execution_id = exec::NewRandomId("exec_");
@@ -596,7 +656,13 @@ void Service::Routes() {
     std::filesystem::remove_all(request.generated_dir, ec);
     result["generated_files"] = stored;
     result["skipped_files"] = skipped;
-    result["failed_packages"] = failed_packages;
+    result["installed_packages"] = installs.InstalledNames();
+    result["failed_packages"] = installs.Failed();
+    json details = json::array();
+    for (const auto& p : installs.packages) details.push_back(p.ToJson());
+    result["package_installs"] = details;
+    result["package_install_seconds"] = std::round(installs.seconds * 1000) / 1000;
+    if (rerun) result["rerun_after_install"] = true;
     record.execution_id = result.value("execution_id", "");
     record.status = result.value("status", "");
     record.return_code = result.value("return_code", 0);
@@ -623,13 +689,56 @@ void Service::Routes() {
   });
 }
 
+void Service::PackageRoutes() {
+  httplib::Server& s = *server_;
+  s.Get("/v1/packages", [this](const httplib::Request&, httplib::Response& res) {
+    JsonOk(res, 200, packages_.List());
+  });
+  s.Post("/v1/packages", [this](const httplib::Request& req, httplib::Response& res) {
+    if (req.body.size() > kMaxJsonBody) {
+      return JsonError(res, 413, "too_large", "the request body is too large");
+    }
+    json j = json::parse(req.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return JsonError(res, 400, "bad_request", "the body must be a JSON object");
+    }
+    if (!j.contains("packages") || !IsListOfStrings(j["packages"]) || j["packages"].empty() ||
+        j["packages"].size() > 50) {
+      return JsonError(res, 400, "bad_request",
+                       "packages is required: a list of 1-50 package names");
+    }
+    std::string requester = "api";
+    if (j.contains("user_id") && !j["user_id"].is_null()) {
+      if (!j["user_id"].is_string() || !ValidUserId(j["user_id"].get<std::string>())) {
+        return JsonError(res, 400, "bad_request", kUserIdRule);
+      }
+      requester = j["user_id"];
+    }
+    packages::InstallReport report =
+        packages_.Install(j["packages"].get<std::vector<std::string>>(), requester);
+    Log({{"level", report.all_ok() ? "info" : "warning"},
+         {"event", "packages_install"},
+         {"requester", requester},
+         {"packages", report.ToJson()["packages"]},
+         {"seconds", report.seconds}});
+    JsonOk(res, 200, report.ToJson());
+  });
+  s.Post("/v1/packages/refresh", [this](const httplib::Request&, httplib::Response& res) {
+    json out = packages_.Refresh(/*force=*/true);
+    Log({{"level", out.value("refreshed", false) ? "info" : "error"},
+         {"event", "packages_refresh"},
+         {"result", out}});
+    JsonOk(res, 200, out);
+  });
+}
+
 void Service::CleanupLoop() {
   auto interval = std::chrono::duration<double>(config_.cleanup_interval_minutes * 60);
   std::unique_lock<std::mutex> lock(stop_mutex_);
   while (!stop_cv_.wait_for(lock, interval, [&] { return stopping_; })) {
     lock.unlock();
     try {
-      json out = RunCleanup(files_, *store_, &metrics_);
+      json out = RunCleanup(files_, *store_, packages_, &metrics_);
       Log({{"level", "info"}, {"event", "cleanup"}, {"deleted_files", out["deleted_files"]}});
     } catch (const std::exception& e) {
       Log({{"level", "error"}, {"event", "cleanup"}, {"message", e.what()}});
@@ -658,6 +767,11 @@ bool Service::Run(std::string& error) {
   s.set_write_timeout(30);
   s.set_keep_alive_max_count(100);
   Routes();
+  PackageRoutes();
+  if (auto packages = packages_.Init(); !packages) {
+    // Executions still run (without installed packages); installs report this error.
+    Log({{"level", "error"}, {"event", "packages"}, {"message", packages.error()}});
+  }
   if (!s.bind_to_port(config_.listen_host, config_.listen_port)) {
     error = "cannot listen on " + config_.listen_host + ":" + std::to_string(config_.listen_port);
     return false;

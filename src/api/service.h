@@ -15,6 +15,7 @@
 #include "exec/helper_process.h"
 #include "exec/zygote_supervisor.h"
 #include "files/file_manager.h"
+#include "packages/installer.h"
 #include "store/store.h"
 
 namespace httplib {
@@ -38,17 +39,22 @@ class Service {
   // Stops accepting, lets executions finish within the grace period, then cancels them.
   void Stop();
 
-  // SPEC's status keys that come from the configuration and the store (also `codecell status`).
+  // SPEC's status keys that come from the configuration, the store and the data dir (also
+  // `codecell status`).
   static nlohmann::json StoredStatus(const ServiceConfig& config, store::Store& store);
-  // The same work as POST /v1/cleanup (also used by `codecell cleanup`).
+  // The same work as POST /v1/cleanup (also used by `codecell cleanup`): expired files, and the
+  // package environment's refresh when it is due.
   static nlohmann::json RunCleanup(files::FileManager& files, store::Store& store,
-                                   Metrics* metrics);
+                                   packages::PackageManager& packages, Metrics* metrics);
 
  private:
   void Routes();
   void CleanupLoop();
   nlohmann::json Status();
   sandbox::Result<nlohmann::json> RunOne(exec::ExecutionRequest& request);
+  void PackageRoutes();
+  // pip's sandbox, through a helper process like every cold execution.
+  sandbox::Result<nlohmann::json> RunInstaller(exec::ExecutionRequest& request);
 
   ServiceConfig config_;
   std::unique_ptr<store::Store> store_;
@@ -61,6 +67,7 @@ class Service {
   std::mutex cancel_mutex_;
   std::set<int> cancel_fds_;
   exec::Admission admission_;
+  packages::PackageManager packages_;
   Metrics metrics_;
   std::unique_ptr<httplib::Server> server_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

@@ -25,7 +25,12 @@ std::function<int()> AddCleanupCommand(CLI::App& app) {
     try {
       auto store = store::OpenSqliteStore(config->data_dir + "/codecell.db");
       files::FileManager files(*store, config->data_dir, config->files);
-      std::cout << api::Service::RunCleanup(files, *store, nullptr).dump(2) << std::endl;
+      auto packages = MakeLocalPackageManager(*config, *store);
+      if (auto init = packages->Init(); !init) {
+        std::cerr << "codecell cleanup: " << init.error() << std::endl;
+        return 1;
+      }
+      std::cout << api::Service::RunCleanup(files, *store, *packages, nullptr).dump(2) << std::endl;
     } catch (const store::StoreError& e) {
       std::cerr << "codecell cleanup: " << e.what() << std::endl;
       return 1;

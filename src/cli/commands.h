@@ -2,8 +2,19 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace codecell::api {
+struct ServiceConfig;
+}
+namespace codecell::store {
+class Store;
+}
+namespace codecell::packages {
+class PackageManager;
+}
 
 namespace codecell::cli {
 
@@ -15,6 +26,12 @@ std::function<int()> AddServeCommand(CLI::App& app);
 std::function<int()> AddCleanupCommand(CLI::App& app);
 std::function<int()> AddExecuteHelperCommand(CLI::App& app);
 std::function<int()> AddZygoteCommand(CLI::App& app);
+std::function<int()> AddPackagesCommand(CLI::App& app);
+
+// The package manager of a local data dir, for `codecell packages` and `codecell cleanup`: pip
+// runs in this process's own sandboxes (no service needed).
+std::unique_ptr<packages::PackageManager> MakeLocalPackageManager(const api::ServiceConfig& config,
+                                                                  store::Store& store);
 
 // The data directory: --data-dir, else $CODECELL_DATA_DIR, else /var/lib/codecell.
 std::string DefaultDataDir();

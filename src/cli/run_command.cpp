@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "exec/execution.h"
 #include "exec/ids.h"
+#include "packages/environment.h"
 #include "sandbox/file_io.h"
 
 namespace codecell::cli {
@@ -90,6 +91,11 @@ int Run(RunOptions& o) {
   if (!env->cgroups.missing.empty() && !o.json) {
     std::cerr << "codecell: warning: " << env->cgroups.Describe() << "\n";
   }
+  // Packages installed through codecell (`codecell packages install`, or the service) in this
+  // data dir: held for the run, so that a refresh cannot remove them under it.
+  auto packages = packages::PackageEnvironment(o.data_dir + "/packages").Acquire();
+  if (!packages) return Fail(o, "internal", packages.error());
+  if (packages.value()) request.packages_dir = packages.value()->path();
   // Generated files land in a fresh directory; it is removed again if nothing was generated.
   std::string staging = o.output_dir.empty() ? "codecell-output" : o.output_dir;
   auto result = exec::RunExecution(env.value(), [&] {

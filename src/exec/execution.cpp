@@ -255,6 +255,9 @@ Result<ExecutionEnvironment> ExecutionEnvironment::Prepare(const std::string& da
   auto program = sandbox::BuildSandboxSeccompProgram();
   if (!program) return R::Fail(program.error());
   env.seccomp = std::move(program.value());
+  auto installer_program = sandbox::BuildSandboxSeccompProgram(/*allow_inet_sockets=*/true);
+  if (!installer_program) return R::Fail(installer_program.error());
+  env.installer_seccomp = std::move(installer_program.value());
   env.tmp_seed_files = runner::PrepareMatplotlibCache(data_dir + "/cache/matplotlib");
   Workspace::SweepStale(env.work_root);
   return env;
@@ -266,13 +269,24 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   if (code_started != nullptr) *code_started = false;
   using R = Result<ExecutionResult>;
   const Limits& limits = request.limits;
-  auto lease = sandbox::SlotLease::Acquire(env.slots);
-  if (!lease) return R::Fail(lease.error());
+  if (request.installer && (warm || !env.allow_cold)) {
+    return R::Fail("the package installer runs only in a cold sandbox");
+  }
+  std::optional<sandbox::SlotLease> lease;
+  uid_t uid = env.installer_uid;
+  gid_t gid = static_cast<gid_t>(env.installer_uid);
+  if (!request.installer) {
+    auto acquired = sandbox::SlotLease::Acquire(env.slots);
+    if (!acquired) return R::Fail(acquired.error());
+    lease = std::move(acquired.value());
+    uid = lease->uid();
+    gid = lease->gid();
+  }
   ExecutionResult result;
   result.execution_id = NewRandomId("exec_");
 
-  auto workspace = Workspace::Create(env.work_root, result.execution_id, limits.workspace_mb << 20,
-                                     lease->uid(), lease->gid());
+  auto workspace =
+      Workspace::Create(env.work_root, result.execution_id, limits.workspace_mb << 20, uid, gid);
   if (!workspace) return R::Fail(workspace.error());
   std::vector<runner::RunnerInput> runner_inputs;
   for (const auto& input : request.inputs) {
@@ -282,7 +296,7 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   }
 
   // A warm child first: it comes with the cgroup it has already joined.
-  if (!warm && !env.zygote_socket.empty()) {
+  if (!warm && !env.zygote_socket.empty() && !request.installer) {
     auto acquired = AcquireWarmChild(env.zygote_socket);
     if (acquired) {
       warm = std::move(acquired.value());
@@ -311,12 +325,22 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   rootfs.overlay_upper = "ws/upper";
   rootfs.overlay_work = "ws/work";
   // A warm child writes the runner from its own copy of this binary.
-  rootfs.meta_files = {{"runner.py", warm ? "" : runner::kRunnerSource},
-                       {"code.py", request.code},
-                       {"files.json", runner::FilesJson(runner_inputs)}};
+  rootfs.meta_files = {
+      {"runner.py", warm ? "" : runner::kRunnerSource},
+      {"code.py", request.code},
+      {"files.json",
+       runner::FilesJson(runner_inputs, request.installer ? std::string() : request.packages_dir)}};
+  if (!request.packages_dir.empty()) {
+    rootfs.extra_binds.push_back(
+        {request.packages_dir, runner::kPackagesInside, /*writable=*/request.installer});
+  }
+  if (request.installer && !request.wheel_dir.empty()) {
+    rootfs.extra_binds.push_back({request.wheel_dir, runner::kWheelsInside, false});
+  }
+  rootfs.network_files = request.installer;
   rootfs.tmp_bytes = limits.tmp_mb << 20;
-  rootfs.uid = lease->uid();
-  rootfs.gid = lease->gid();
+  rootfs.uid = uid;
+  rootfs.gid = gid;
   rootfs.tmp_dirs = {runner::kMatplotlibDirInTmp};
   rootfs.tmp_seed_files = env.tmp_seed_files;
   auto plan = sandbox::PlanRootfs(rootfs);
@@ -331,8 +355,8 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   spec.rootfs = std::move(plan.value());
   spec.argv = runner::InterpreterArgv();
   spec.env = runner::InterpreterEnv();
-  spec.uid = lease->uid();
-  spec.gid = lease->gid();
+  spec.uid = uid;
+  spec.gid = gid;
   spec.rlimits.processes = limits.max_processes;
   spec.rlimits.cpu_seconds = static_cast<rlim_t>(std::ceil(limits.timeout_seconds)) + 1;
   spec.rlimits.file_size_bytes = std::max(limits.workspace_mb, limits.tmp_mb) << 20;
@@ -341,7 +365,8 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   if (!warm) spec.cgroup_procs_fds = cgroup.procs_fds();
   spec.stdout_fd = out->write.get();
   spec.stderr_fd = err->write.get();
-  spec.seccomp = &env.seccomp;
+  spec.seccomp = request.installer ? &env.installer_seccomp : &env.seccomp;
+  spec.host_network = request.installer;
 
   BoundedUtf8Capture stdout_capture(limits.max_output_chars, request.on_stdout);
   BoundedUtf8Capture stderr_capture(limits.max_output_chars, request.on_stderr);

@@ -61,6 +61,15 @@ struct ExecutionRequest {
   int cancel_fd = -1;
   // Live pass-through of what is kept of stdout / stderr (optional).
   std::function<void(std::string_view)> on_stdout, on_stderr;
+  // The shared package environment (a host directory, see packages/), mounted read-only at
+  // runner::kPackagesInside; the runner puts its site directory on sys.path. Empty: none.
+  std::string packages_dir;
+  // The package installer's run: `packages_dir` is mounted writable and left off the runner's
+  // sys.path (pip sets its own), the sandbox shares the host's network (pip reaches its index;
+  // inet sockets allowed), runs as env.installer_uid instead of a slot uid, and `wheel_dir`
+  // (optional) is mounted read-only at runner::kWheelsInside. Always cold.
+  bool installer = false;
+  std::string wheel_dir;
 };
 
 struct GeneratedFile {
@@ -97,7 +106,11 @@ struct ExecutionEnvironment {
   std::string work_root;  // <data_dir>/work
   sandbox::CgroupLayout cgroups;
   sandbox::SeccompProgram seccomp;
+  sandbox::SeccompProgram installer_seccomp;  // the same, with inet sockets allowed
   sandbox::SlotConfig slots;
+  // The package installer's own unprivileged uid (and gid): below the slots' range, used by one
+  // install at a time (installs are serialized per data dir).
+  uid_t installer_uid = 899999;
   std::vector<std::pair<std::string, std::string>> tmp_seed_files;
   // Warm interpreters: the zygote's socket (empty: always cold). When the zygote cannot be reached
   // the execution runs cold, unless require_warm, which makes it fail instead (tests use that to

@@ -84,6 +84,9 @@ nlohmann::json RequestToJson(const ExecutionRequest& r, const std::string& data_
           {"inputs", inputs},
           {"limits", LimitsToJson(r.limits)},
           {"generated_dir", r.generated_dir},
+          {"packages_dir", r.packages_dir},
+          {"installer", r.installer},
+          {"wheel_dir", r.wheel_dir},
           {"data_dir", data_dir}};
 }
 
@@ -166,6 +169,7 @@ int ExecuteHelperMain() {
   if (j.is_discarded()) return fail("the execution helper got malformed JSON");
   ExecutionRequest request;
   std::string data_dir, zygote_socket;
+  uid_t installer_uid = 0;
   try {
     request.code = j.at("code").get<std::string>();
     for (const auto& in : j.at("inputs")) {
@@ -177,6 +181,10 @@ int ExecuteHelperMain() {
     request.generated_dir = j.at("generated_dir").get<std::string>();
     data_dir = j.at("data_dir").get<std::string>();
     zygote_socket = j.value("zygote_socket", "");
+    request.packages_dir = j.value("packages_dir", "");
+    request.installer = j.value("installer", false);
+    request.wheel_dir = j.value("wheel_dir", "");
+    installer_uid = j.value("installer_uid", 0u);
   } catch (const nlohmann::json::exception& e) {
     return fail(std::string("the execution helper got an incomplete request: ") + e.what());
   }
@@ -184,6 +192,7 @@ int ExecuteHelperMain() {
   auto env = ExecutionEnvironment::Prepare(data_dir);
   if (!env) return fail(env.error());
   env->zygote_socket = zygote_socket;
+  if (installer_uid != 0) env->installer_uid = installer_uid;
   auto result = RunExecution(env.value(), request);
   if (!result) return fail(result.error());
   std::cout << result->ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)

@@ -382,6 +382,24 @@ def _decode_source(source, codename):
         raise SyntaxError(msg, (codename, lineno, None, None)) from None
 
 
+def _add_package_env(prefix):
+    """Put the shared package environment (installed by codecell's sandboxed pip with --prefix
+    <prefix>) on sys.path after the system's packages, the way site adds a site directory: its
+    .pth files are processed here, inside the sandbox, never on the host."""
+    import os
+    import site
+    import sysconfig
+
+    # The scheme pip's --prefix installs use on this interpreter (Debian: <prefix>/local/lib/...).
+    scheme = sysconfig.get_preferred_scheme("prefix")
+    added = set()
+    for key in ("purelib", "platlib"):
+        path = sysconfig.get_path(key, scheme, vars={"base": prefix, "platbase": prefix})
+        if path not in added and os.path.isdir(path):
+            added.add(path)
+            site.addsitedir(path)
+
+
 def _main():
     import sys
     import os
@@ -391,6 +409,7 @@ def _main():
     make_load_file = _make_load_file
     report = _report
     decode_source = _decode_source
+    add_package_env = _add_package_env
     codename = "<code>"
 
     runner_dir = os.environ.get("CODECELL_RUNNER_DIR", "/run/codecell")
@@ -405,9 +424,12 @@ def _main():
                 raw = fh.read()
         except FileNotFoundError:
             raw = b""
+        packages = None
         if raw.strip():
             import json
-            files = json.loads(raw)["files"]
+            manifest = json.loads(raw)
+            files = manifest["files"]
+            packages = manifest.get("packages")
         files = [f for f in files if isinstance(f, dict) and "file_id" in f and "path" in f]
         load_file = make_load_file(files, data_dir)
     except Exception as e:
@@ -423,6 +445,11 @@ def _main():
     user_globals["load_file"] = load_file
     user_globals["FILES"] = {str(f["file_id"]): str(f["path"]) for f in files}
 
+    if packages:
+        try:
+            add_package_env(str(packages))
+        except Exception as e:
+            sys.stderr.write(f"codecell runner: installed packages are unavailable: {e}\n")
     sys.argv[:] = [codename]
     if sys.path and sys.path[0] in ("", os.path.dirname(runner_file)):
         sys.path[0] = data_dir  # only when not run with -I/-P

@@ -10,15 +10,16 @@
 
 namespace codecell::runner {
 
-std::string FilesJson(const std::vector<RunnerInput>& inputs) {
+std::string FilesJson(const std::vector<RunnerInput>& inputs, const std::string& packages_dir) {
   nlohmann::json files = nlohmann::json::array();
   for (const auto& in : inputs) {
     files.push_back({{"file_id", in.file_id},
                      {"filename", in.filename},
                      {"path", std::string("/mnt/data/") + in.filename}});
   }
-  return nlohmann::json{{"files", files}}.dump(-1, ' ', false,
-                                               nlohmann::json::error_handler_t::replace);
+  nlohmann::json out{{"files", files}};
+  if (!packages_dir.empty()) out["packages"] = kPackagesInside;
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::vector<std::string> InterpreterArgv() {

@@ -20,8 +20,14 @@ struct RunnerInput {
   std::string filename;  // name inside /mnt/data
 };
 
-// files.json for the runner: {"files": [{"file_id", "filename", "path"}]}.
-std::string FilesJson(const std::vector<RunnerInput>& inputs);
+// Where the shared package environment is mounted (read-only; writable for its installer), and
+// the installer's optional wheel directory.
+inline constexpr const char* kPackagesInside = "/opt/codecell/packages";
+inline constexpr const char* kWheelsInside = "/opt/codecell/wheels";
+
+// files.json for the runner: {"files": [{"file_id", "filename", "path"}], "packages": prefix?}.
+// `packages_dir` non-empty: the runner adds the environment at kPackagesInside to sys.path.
+std::string FilesJson(const std::vector<RunnerInput>& inputs, const std::string& packages_dir = "");
 
 // `python3 -I -B -u /run/codecell/runner.py`: isolated mode (no user site, no PYTHON* variables,
 // no script dir on sys.path), no bytecode writes, unbuffered so that output printed before a

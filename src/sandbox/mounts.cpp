@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -20,6 +22,10 @@ constexpr const char* kSystemEntries[] = {"usr", "bin", "sbin", "lib", "lib32", 
 // Host /etc entries that Python, numpy's BLAS and matplotlib read. Nothing with secrets.
 constexpr const char* kEtcEntries[] = {"ld.so.cache", "localtime",  "matplotlibrc", "mime.types",
                                        "python3",     "python3.11", "alternatives", "fonts"};
+
+// What a resolver and TLS need (the package installer only).
+constexpr const char* kNetworkEtcEntries[] = {"resolv.conf", "nsswitch.conf", "host.conf",
+                                              "gai.conf",    "ssl",           "ca-certificates"};
 
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom"};
 
@@ -56,14 +62,15 @@ SysResult MakeEmptyFile(const char* path) {
   return SysResult::Ok();
 }
 
-SysResult BindReadOnly(const char* source, const char* target, bool is_dir) {
+SysResult BindMount(const char* source, const char* target, bool is_dir, bool writable) {
   SysResult made = is_dir ? MakeDir(target, 0755) : MakeEmptyFile(target);
   if (!made.ok()) return made;
   if (::mount(source, target, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
     return SysResult::FromErrno("bind mount");
   }
   // A bind mount ignores MS_RDONLY on creation; it takes a remount to apply it.
-  if (::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
+  const unsigned long read_only = writable ? 0 : MS_RDONLY;
+  if (::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | read_only | MS_NOSUID | MS_NODEV,
               nullptr) != 0) {
     return SysResult::FromErrno("remount bind read-only");
   }
@@ -180,6 +187,22 @@ Result<RootfsPlan> PlanRootfs(const RootfsOptions& o) {
       {Join(o.root, "/etc/hosts"), "127.0.0.1\tlocalhost codecell\n::1\tlocalhost\n"});
   plan.files.push_back({Join(o.root, "/etc/hostname"), "codecell\n"});
 
+  if (o.network_files) {
+    // Bound as the files they resolve to: /etc/resolv.conf is often a symlink into /run.
+    for (const char* entry : kNetworkEtcEntries) {
+      std::string host = std::string("/etc/") + entry;
+      char resolved[PATH_MAX];
+      struct stat st {};
+      if (::realpath(host.c_str(), resolved) == nullptr || ::stat(resolved, &st) != 0) continue;
+      if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) continue;
+      plan.readonly_binds.push_back({resolved, Join(o.root, host), S_ISDIR(st.st_mode)});
+    }
+  }
+  for (const auto& extra : o.extra_binds) {
+    dir(extra.target);
+    plan.readonly_binds.push_back({extra.source, Join(o.root, extra.target), true, extra.writable});
+  }
+
   dir("/proc");
   dir("/dev");
   dir("/tmp");
@@ -232,7 +255,7 @@ SysResult BuildRootfsAndPivot(const RootfsPlan& p) {
   }
   for (const auto& d : p.dirs) RETURN_IF_FAILED(MakeDir(d.c_str(), 0755));
   for (const auto& b : p.readonly_binds) {
-    RETURN_IF_FAILED(BindReadOnly(b.source.c_str(), b.target.c_str(), b.is_dir));
+    RETURN_IF_FAILED(BindMount(b.source.c_str(), b.target.c_str(), b.is_dir, b.writable));
   }
   for (const auto& s : p.symlinks) {
     if (::symlink(s.link_text.c_str(), s.path.c_str()) != 0) return SysResult::FromErrno("symlink");

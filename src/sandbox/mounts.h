@@ -16,6 +16,7 @@ struct RootfsPlan {
     std::string source;  // host path
     std::string target;  // full path under the new root (before pivot_root)
     bool is_dir = true;
+    bool writable = false;  // only the package installer's environment
   };
   struct Symlink {
     std::string link_text;
@@ -65,6 +66,15 @@ struct RootfsOptions {
   std::string etc_passwd_name = "sandbox";
   std::vector<std::pair<std::string, std::string>> tmp_seed_files;  // host file, path in /tmp
   std::vector<std::string> tmp_dirs;                                // paths in /tmp
+  struct ExtraBind {
+    std::string source;  // host directory
+    std::string target;  // absolute path inside the sandbox
+    bool writable = false;
+  };
+  std::vector<ExtraBind> extra_binds;  // the package environment, a wheel directory
+  // The host's resolver and CA certificates (/etc/resolv.conf, /etc/ssl, ...): only for the
+  // package installer, which shares the host's network.
+  bool network_files = false;
 };
 
 // Parent side: decide what goes into the sandbox's root (reads the host's / for symlinks).

@@ -8,8 +8,8 @@
 
 namespace codecell::sandbox {
 
-pid_t CloneIntoNamespaces(int (*fn)(void*), void* arg, void* stack_top) {
-  pid_t pid = ::clone(fn, stack_top, kCloneNamespaces | SIGCHLD, arg);
+pid_t CloneIntoNamespaces(int (*fn)(void*), void* arg, void* stack_top, int flags) {
+  pid_t pid = ::clone(fn, stack_top, flags | SIGCHLD, arg);
   return pid < 0 ? -errno : pid;
 }
 

@@ -22,9 +22,10 @@ inline constexpr unsigned long kAllNamespaceFlags[] = {
     CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
     CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET, 0x00000080 /* CLONE_NEWTIME */};
 
-// clone(2) into fresh namespaces, running `fn(arg)` on `stack` in the child. Parent side.
+// clone(2) into `flags` namespaces (kCloneNamespaces, or that without CLONE_NEWNET for the package
+// installer, which must reach its index), running `fn(arg)` on `stack` in the child. Parent side.
 // Returns the child's pid (in the caller's pid namespace) or -errno.
-pid_t CloneIntoNamespaces(int (*fn)(void*), void* arg, void* stack_top);
+pid_t CloneIntoNamespaces(int (*fn)(void*), void* arg, void* stack_top, int flags);
 
 // fork(2)-like raw clone into `flags` namespaces: returns 0 in the child, the child's pid in the
 // parent, or -errno. No glibc fork handlers run, so the caller must be single-threaded (the

@@ -182,7 +182,8 @@ Result<SandboxProcess> LaunchSandbox(const SandboxSpec& spec) {
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return R::Fail(std::string("mmap stack: ") + std::strerror(errno));
   pid_t pid =
-      CloneIntoNamespaces(SandboxChildMain, &ctx, static_cast<char*>(stack) + kChildStackBytes);
+      CloneIntoNamespaces(SandboxChildMain, &ctx, static_cast<char*>(stack) + kChildStackBytes,
+                          spec.host_network ? kCloneNamespaces & ~CLONE_NEWNET : kCloneNamespaces);
   // The child has its own copy of the mapping; the parent's can go.
   ::munmap(stack, kChildStackBytes);
   if (pid < 0) return R::Fail(std::string("clone: ") + std::strerror(-pid));

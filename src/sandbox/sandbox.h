@@ -28,6 +28,9 @@ struct SandboxSpec {
   int stdout_fd = -1;                 // borrowed write ends; the caller closes its copies
   int stderr_fd = -1;
   const SeccompProgram* seccomp = nullptr;
+  // Only the package installer: pip must reach its index. Cold launches only (a warm child's
+  // network namespace is its init's).
+  bool host_network = false;
 };
 
 // Fixed-size records the sandbox writes on its report pipe (each below PIPE_BUF, so atomic).

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -47,7 +48,7 @@ struct CtxDeleter {
 
 }  // namespace
 
-Result<SeccompProgram> BuildSandboxSeccompProgram() {
+Result<SeccompProgram> BuildSandboxSeccompProgram(bool allow_inet_sockets) {
   using R = Result<SeccompProgram>;
   std::unique_ptr<void, CtxDeleter> ctx(seccomp_init(SCMP_ACT_ALLOW));
   if (!ctx) return R::Fail("seccomp_init failed");
@@ -62,7 +63,8 @@ Result<SeccompProgram> BuildSandboxSeccompProgram() {
     if (nr == __NR_SCMP_ERROR) return {};  // unknown to this libseccomp: nothing to deny
     int rc = seccomp_rule_add_array(ctx.get(), action, nr, count, args);
     if (rc != 0) return std::string("seccomp rule for ") + name + ": " + std::strerror(-rc);
-    program.denied_syscalls.push_back(name);
+    auto& denied = program.denied_syscalls;
+    if (std::find(denied.begin(), denied.end(), name) == denied.end()) denied.push_back(name);
     return {};
   };
   for (const char* name : kDeniedSyscalls) {
@@ -73,9 +75,24 @@ Result<SeccompProgram> BuildSandboxSeccompProgram() {
     scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag);
     if (auto e = add(SCMP_ACT_ERRNO(EPERM), "clone", 1, &cmp); !e.empty()) return R::Fail(e);
   }
-  for (const char* name : {"socket", "socketpair"}) {
-    scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_NE, AF_UNIX);
-    if (auto e = add(SCMP_ACT_ERRNO(EAFNOSUPPORT), name, 1, &cmp); !e.empty()) return R::Fail(e);
+  if (allow_inet_sockets) {
+    // libseccomp takes one comparison per argument and rule: every other family by name, and
+    // one rule for any number above them.
+    for (const char* name : {"socket", "socketpair"}) {
+      for (unsigned long family = 0; family <= AF_MAX; ++family) {
+        if (family == AF_UNIX || family == AF_INET || family == AF_INET6) continue;
+        scmp_arg_cmp cmp =
+            family == AF_MAX ? SCMP_A0(SCMP_CMP_GE, family) : SCMP_A0(SCMP_CMP_EQ, family);
+        if (auto e = add(SCMP_ACT_ERRNO(EAFNOSUPPORT), name, 1, &cmp); !e.empty()) {
+          return R::Fail(e);
+        }
+      }
+    }
+  } else {
+    for (const char* name : {"socket", "socketpair"}) {
+      scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_NE, AF_UNIX);
+      if (auto e = add(SCMP_ACT_ERRNO(EAFNOSUPPORT), name, 1, &cmp); !e.empty()) return R::Fail(e);
+    }
   }
   // Injecting keystrokes into a terminal; and leases, which would let one sandbox stall another's
   // opener of a shared inode.

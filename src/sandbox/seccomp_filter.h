@@ -19,8 +19,9 @@ struct SeccompProgram {
 // The sandbox policy: allow by default; deny what a tenant never needs and what the established
 // sandboxes agree on (see docs/sandbox.md). Denied calls answer EPERM, clone3 ENOSYS (so libc falls
 // back to clone, whose flags seccomp can read), non-AF_UNIX sockets EAFNOSUPPORT; a syscall of a
-// non-native architecture (i386 int 0x80, x32) kills the process.
-Result<SeccompProgram> BuildSandboxSeccompProgram();
+// non-native architecture (i386 int 0x80, x32) kills the process. `allow_inet_sockets`: the package
+// installer's variant, whose pip reaches the index over IPv4/IPv6 (other families stay denied).
+Result<SeccompProgram> BuildSandboxSeccompProgram(bool allow_inet_sockets = false);
 
 // Post-fork: install the program. Requires no_new_privs (or CAP_SYS_ADMIN).
 SysResult InstallSeccomp(const SeccompProgram& program);

@@ -7,13 +7,13 @@ using nlohmann::json;
 
 json BindsToJson(const std::vector<RootfsPlan::Bind>& binds) {
   json out = json::array();
-  for (const auto& b : binds) out.push_back({b.source, b.target, b.is_dir});
+  for (const auto& b : binds) out.push_back({b.source, b.target, b.is_dir, b.writable});
   return out;
 }
 
 std::vector<RootfsPlan::Bind> BindsFromJson(const json& j) {
   std::vector<RootfsPlan::Bind> out;
-  for (const auto& b : j) out.push_back({b.at(0), b.at(1), b.at(2)});
+  for (const auto& b : j) out.push_back({b.at(0), b.at(1), b.at(2), b.size() > 3 && b.at(3)});
   return out;
 }
 

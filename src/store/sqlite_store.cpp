@@ -59,6 +59,16 @@ CREATE TABLE meta (
   value TEXT NOT NULL
 );
 )sql"},
+    {2, R"sql(
+CREATE TABLE packages (
+  name            TEXT    NOT NULL PRIMARY KEY,
+  version         TEXT    NOT NULL,
+  installed_at    INTEGER NOT NULL,
+  last_used       INTEGER,            -- NULL: never used since installed
+  first_requester TEXT    NOT NULL,   -- '' for a dependency
+  requested       INTEGER NOT NULL CHECK (requested IN (0, 1))
+);
+)sql"},
 };
 
 constexpr int kLatestVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -424,6 +434,63 @@ class SqliteStore final : public Store {
     s.BindText(1, key);
     s.BindText(2, value);
     s.Run();
+  }
+
+  void ReplacePackages(const std::vector<PackageRecord>& packages) override {
+    std::lock_guard lock(mu_);
+    Transaction tx(*this);
+    Prepare("DELETE FROM packages", "ReplacePackages").Run();
+    for (const auto& p : packages) {
+      Statement s = Prepare(
+          "INSERT INTO packages (name, version, installed_at, last_used, first_requester, "
+          "requested) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+          "ReplacePackages");
+      s.BindText(1, p.name);
+      s.BindText(2, p.version);
+      s.BindInt(3, p.installed_at);
+      if (p.last_used) {
+        s.BindInt(4, *p.last_used);
+      } else {
+        s.BindNull(4);
+      }
+      s.BindText(5, p.first_requester);
+      s.BindInt(6, p.requested ? 1 : 0);
+      s.Run();
+    }
+    tx.Commit();
+  }
+
+  std::vector<PackageRecord> ListPackages() override {
+    std::lock_guard lock(mu_);
+    Statement s = Prepare(
+        "SELECT name, version, installed_at, last_used, first_requester, requested "
+        "FROM packages ORDER BY name",
+        "ListPackages");
+    std::vector<PackageRecord> out;
+    while (s.Step()) {
+      PackageRecord p;
+      p.name = s.Text(0);
+      p.version = s.Text(1);
+      p.installed_at = s.Int(2);
+      if (!s.IsNull(3)) p.last_used = s.Int(3);
+      p.first_requester = s.Text(4);
+      p.requested = s.Int(5) != 0;
+      out.push_back(std::move(p));
+    }
+    return out;
+  }
+
+  void TouchPackages(const std::vector<std::string>& names, Millis now) override {
+    if (names.empty()) return;
+    std::lock_guard lock(mu_);
+    Transaction tx(*this);
+    for (const auto& name : names) {
+      Statement s = Prepare("UPDATE packages SET last_used = ?2 WHERE name = ?1", "TouchPackages");
+      s.BindText(1, name);
+      s.BindInt(2, now);
+      s.Run();
+    }
+    tx.Commit();
   }
 
   std::optional<std::string> GetMeta(const std::string& key) override {

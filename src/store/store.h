@@ -41,6 +41,16 @@ struct ExecutionRecord {
   size_t generated_files = 0;
 };
 
+// A distribution in the shared package environment.
+struct PackageRecord {
+  std::string name;  // normalized distribution name (PEP 503: lowercase, runs of -_. as -)
+  std::string version;
+  Millis installed_at = 0;
+  std::optional<Millis> last_used;  // an execution's code mentioned one of its import names
+  std::string first_requester;      // a user id, "cli", or "" (pulled in as a dependency)
+  bool requested = false;           // asked for, not only a dependency of what was asked
+};
+
 struct Usage {
   uint64_t files = 0;
   uint64_t bytes = 0;
@@ -92,6 +102,12 @@ class Store {
 
   virtual void InsertExecution(const ExecutionRecord& execution) = 0;
   virtual std::optional<ExecutionRecord> GetExecution(const std::string& execution_id) = 0;
+
+  // The package environment's contents: replaced as a whole when a new environment goes live (in
+  // one transaction), listed by name.
+  virtual void ReplacePackages(const std::vector<PackageRecord>& packages) = 0;
+  virtual std::vector<PackageRecord> ListPackages() = 0;
+  virtual void TouchPackages(const std::vector<std::string>& names, Millis now) = 0;
 
   // Small key/value settings (e.g. "last_cleanup").
   virtual void SetMeta(const std::string& key, const std::string& value) = 0;
