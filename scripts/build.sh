@@ -13,8 +13,12 @@ packages=(
   # the interpreter and the preinstalled stack the sandbox offers
   python3 python3-numpy python3-pandas python3-matplotlib python3-scipy python3-seaborn
   python3-sklearn python3-openpyxl python3-yaml
+  # approved packages: pip runs (sandboxed) from Debian's python3-pip
+  python3-pip
   # tests and benchmarks
   python3-pytest bubblewrap curl util-linux
+  # the package tests build their own wheels
+  python3-setuptools python3-wheel
 )
 missing=()
 for p in "${packages[@]}"; do
