@@ -587,7 +587,14 @@ void Service::Routes() {
       if (!lease) return sandbox::Result<json>::Fail(lease.error());
       request.packages_dir = lease.value() ? lease.value()->path() : std::string();
       request.generated_dir = files_.temp_dir() + "/" + exec::NewRandomId("generated-");
-      return RunOne(request);
+      auto ran = RunOne(request);
+      if (lease.value()) {
+        // The last execution on an environment that a newer one replaced removes it.
+        const bool superseded = lease.value()->name() != packages_.CurrentName();
+        lease.value().reset();
+        if (superseded) packages_.SweepUnused();
+      }
+      return ran;
     };
     store::ExecutionRecord record;
     record.user_id = user;

@@ -99,6 +99,7 @@ class PackageManager {
   nlohmann::json List();      // GET /v1/packages
   PackageStats stats();
   bool environment_exists() const { return !env_.CurrentName().empty(); }
+  std::string CurrentName() const { return env_.CurrentName(); }
   std::vector<store::PackageRecord> Records() { return store_.ListPackages(); }
 
  private:
