@@ -75,6 +75,7 @@ class Service {
   std::mutex stop_mutex_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;
+  bool sweep_requested_ = false;  // an execution released a replaced package environment
   std::atomic<bool> run_ended_{false};
 };
 
