@@ -29,6 +29,13 @@ std::string Rfc3339(store::Millis ms) {
   return buffer;
 }
 
+// From an environment's name (NewEnvironmentName: 20261128T051200Z-1a2b3c4d) to RFC 3339.
+std::string CreatedAt(const std::string& name) {
+  if (name.size() < 16 || name[8] != 'T' || name[15] != 'Z') return "";
+  return name.substr(0, 4) + "-" + name.substr(4, 2) + "-" + name.substr(6, 2) + "T" +
+         name.substr(9, 2) + ":" + name.substr(11, 2) + ":" + name.substr(13, 2) + "Z";
+}
+
 double Round3(double v) { return std::round(v * 1000) / 1000; }
 
 // pip's "ERROR: ..." lines say why; without them, the end of what it printed.
@@ -240,15 +247,17 @@ PackageManager::PipRun PackageManager::RunPip(const std::string& partial,
 
 void PackageManager::InstallBatch(const std::vector<Allowlist::Entry>& entries,
                                   const std::string& requester,
-                                  std::map<std::string, PackageOutcome>& outcomes) {
+                                  std::map<std::string, PackageOutcome>& outcomes,
+                                  const BuildLock* held) {
   const auto started = Clock::now();
   auto fail_all = [&](const std::string& reason) {
     for (const auto& e : entries) {
       outcomes[e.distribution] = {e.distribution, e.distribution, "", "failed", reason, 0};
     }
   };
-  auto lock = env_.LockBuild();
-  if (!lock) return fail_all(lock.error());
+  Result<BuildLock> own = held != nullptr ? Result<BuildLock>(BuildLock()) : env_.LockBuild();
+  if (!own) return fail_all(own.error());
+  const BuildLock& lock_ref = held != nullptr ? *held : own.value();
   // Another process may have installed some of them while we waited for the lock.
   ReloadInstalled();
   std::vector<Allowlist::Entry> todo;
@@ -264,7 +273,7 @@ void PackageManager::InstallBatch(const std::vector<Allowlist::Entry>& entries,
     }
   }
   if (todo.empty()) return;
-  auto partial = env_.CreatePartial(lock.value(), /*copy_current=*/true, installer_uid_,
+  auto partial = env_.CreatePartial(lock_ref, /*copy_current=*/true, installer_uid_,
                                     static_cast<gid_t>(installer_uid_));
   if (!partial) return fail_all(partial.error());
   std::vector<std::string> requirements;
@@ -276,7 +285,7 @@ void PackageManager::InstallBatch(const std::vector<Allowlist::Entry>& entries,
       // One bad package must not sink the others asked with it.
       for (const auto& e : todo) {
         std::map<std::string, PackageOutcome> one;
-        InstallBatch({e}, requester, one);
+        InstallBatch({e}, requester, one, &lock_ref);
         outcomes.insert(one.begin(), one.end());
       }
       return;
@@ -284,7 +293,7 @@ void PackageManager::InstallBatch(const std::vector<Allowlist::Entry>& entries,
     fail_all(run.reason);
     return;
   }
-  auto name = env_.Commit(lock.value(), partial.value());
+  auto name = env_.Commit(lock_ref, partial.value());
   if (!name) {
     env_.Discard(partial.value());
     return fail_all(name.error());
@@ -327,7 +336,7 @@ void PackageManager::InstallBatch(const std::vector<Allowlist::Entry>& entries,
         e.distribution, e.distribution, it == installed.end() ? "" : it->second, "installed", "",
         seconds};
   }
-  env_.SweepUnused(&lock.value());
+  env_.SweepUnused(&lock_ref);
 }
 
 InstallReport PackageManager::Install(const std::vector<std::string>& names,
@@ -593,6 +602,7 @@ json PackageManager::List() {
            {{"exists", !name.empty()},
             {"name", name.empty() ? json(nullptr) : json(name)},
             {"path", name.empty() ? json(nullptr) : json(env_.root() + "/envs/" + name)},
+            {"created_at", name.empty() ? json(nullptr) : json(CreatedAt(name))},
             {"last_refresh", Describe()["last_refresh"]}}},
           {"packages", records},
           {"allowlist", settings_.allowlist.entries()}};

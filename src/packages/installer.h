@@ -111,8 +111,11 @@ class PackageManager {
   PipRun RunPip(const std::string& partial, const std::vector<std::string>& requirements);
   // Installs `entries` (none installed yet) as one pip run, falling back to one run each when a
   // run of several fails; fills `outcomes` by distribution.
+  // `held`: the build lock, when the caller has it already (flock locks belong to the open file:
+  // locking it again from this process would wait for ourselves).
   void InstallBatch(const std::vector<Allowlist::Entry>& entries, const std::string& requester,
-                    std::map<std::string, PackageOutcome>& outcomes);
+                    std::map<std::string, PackageOutcome>& outcomes,
+                    const BuildLock* held = nullptr);
   void ReloadInstalled();  // after a switch
   std::string Constraints() const;
 
