@@ -1,4 +1,5 @@
 """POST /v1/packages/refresh while an execution uses the environment."""
+import shutil
 import threading
 import time
 
@@ -83,3 +84,54 @@ def test_refresh_under_a_running_execution(make_daemon, wheels):
         d.metrics_text()[-3000:]
     envinfo = d.packages()["environment"]
     assert envinfo.get("name") == new and envinfo.get("exists") is True, envinfo
+
+
+def test_failed_refresh_leaves_the_live_environment_and_is_reported(make_daemon, wheels, tmp_path):
+    # A wheel directory of our own, emptied after the install: the rebuild cannot find the wheel.
+    own = tmp_path / "wheels-that-vanish"
+    own.mkdir()
+    shutil.copy(wheels.files["ccdemo-alpha"], own)
+    d = make_daemon(package_config(wheels, wheel_dir=str(own)), "failed-refresh")
+    d.install("ccdemo_alpha")
+    live = d.current_env()
+    before = d.metric("codecell_package_refreshes_total", result="failed")
+    for f in own.iterdir():
+        f.unlink()
+
+    ans = d.json("POST", "/v1/packages/refresh", {})
+    assert ans.get("refreshed") is False, ans
+    assert "ccdemo" in ans.get("error", "").lower() or "no matching" in ans.get("error", "").lower(), ans
+    assert d.current_env() == live, "a failed refresh switched the environment"
+    assert d.env_dirs() == [live], f"the failed build was left behind: {d.env_dirs()}"
+    pk = d.status()["packages"]
+    assert pk["refresh_error"], pk
+    assert d.metric("codecell_package_refreshes_total", result="failed") == before + 1
+    res = d.execute("import ccdemo_alpha\nprint(ccdemo_alpha.read_data())")
+    assert_ok(res, d)
+    assert output_lines(res) == [wheels.alpha_data]
+
+
+def test_refresh_keeps_what_was_used_in_the_period_and_cleanup_runs_it_when_due(make_daemon,
+                                                                                wheels):
+    period_s = 6.0
+    d = make_daemon(package_config(wheels, refresh_days=period_s / 86400), "due-refresh")
+    d.install("ccdemo_alpha", "ccdemo_pth")
+    first = d.current_env()
+    cleanup = d.json("POST", "/v1/cleanup", {})
+    assert cleanup["venv_recreated"] is False, cleanup  # not due yet
+    time.sleep(period_s + 0.5)
+    # only ccdemo_alpha is used within the new period
+    res = d.execute("import ccdemo_alpha\nprint(ccdemo_alpha.VALUE)")
+    assert_ok(res, d)
+    cleanup = d.json("POST", "/v1/cleanup", {})
+    assert cleanup["venv_recreated"] is True, cleanup
+    refresh = cleanup["package_refresh"]
+    assert [norm(n) for n in refresh["kept"]] == ["ccdemo-alpha"], refresh
+    assert [norm(n) for n in refresh["dropped"]] == ["ccdemo-pth"], refresh
+    assert d.current_env() not in (None, first)
+    names = {norm(p["name"]) for p in d.packages()["packages"]}
+    assert "ccdemo-alpha" in names and "ccdemo-pth" not in names, names
+    gone = d.execute("import ccdemo_alpha, importlib.util\n"
+                     "print(importlib.util.find_spec('ccdemo_pth') is None)")
+    assert_ok(gone, d)
+    assert output_lines(gone) == ["True"], gone
