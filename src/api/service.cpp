@@ -623,11 +623,7 @@ void Service::Routes() {
           }
         } else if (!packages_.settings().allowlist.FindImport(missing)) {
           installs.packages.push_back(
-              {missing, "", "", "failed",
-               "'" + missing +
-                   "' is not an approved package: it is not in the allowlist (setting "
-                   "packages.allowlist in the config file, or CODECELL_PACKAGES_ALLOWLIST)",
-               0});
+              {missing, "", "", "failed", packages::NotApprovedReason(missing), 0});
         }
       }
     }

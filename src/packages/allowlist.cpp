@@ -179,6 +179,12 @@ std::vector<std::string> Allowlist::ImportNamesOf(const std::string& distributio
   return names;
 }
 
+std::string NotApprovedReason(const std::string& name) {
+  return "'" + name +
+         "' is not an approved package: it is not in the allowlist (setting packages.allowlist "
+         "in the config file, or CODECELL_PACKAGES_ALLOWLIST)";
+}
+
 std::string MissingModule(const std::string& stderr_text) {
   static const std::string kMarker = "ModuleNotFoundError: No module named '";
   size_t at = stderr_text.rfind(kMarker);

@@ -51,6 +51,9 @@ class Allowlist {
   std::map<std::string, std::string> import_to_requirement_;
 };
 
+// The refusal of a name that is not approved; names the setting that approves packages.
+std::string NotApprovedReason(const std::string& name);
+
 // What a Python traceback says could not be imported: the last "ModuleNotFoundError: No module
 // named 'x.y'" in `stderr` gives "x" (the top-level package); "" when there is none.
 std::string MissingModule(const std::string& stderr_text);

@@ -347,6 +347,7 @@ InstallReport PackageManager::Install(const std::vector<std::string>& names,
   std::map<std::string, std::shared_future<PackageOutcome>> theirs;
   std::map<std::string, std::promise<PackageOutcome>> promises;
   std::vector<std::pair<std::string, std::optional<Allowlist::Entry>>> asked;
+  std::map<std::string, PackageOutcome> outcomes_cached;
   for (const auto& name : names) {
     std::optional<Allowlist::Entry> entry;
     if (settings_.enabled && ValidPackageName(name)) entry = settings_.allowlist.Find(name);
@@ -363,6 +364,25 @@ InstallReport PackageManager::Install(const std::vector<std::string>& names,
       bool system = std::any_of(system_.begin(), system_.end(),
                                 [&](const Distribution& d) { return d.name == dist; });
       if (system) continue;
+      if (auto failed = recent_failures_.find(dist); failed != recent_failures_.end()) {
+        const auto age = Clock::now() - failed->second.first;
+        if (age < kRetryFailedAfter) {
+          // A model that retries in a loop (or code that imports it in every execution) must not
+          // run pip each time.
+          const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(age).count();
+          outcomes_cached[dist] = {dist,
+                                   dist,
+                                   "",
+                                   "failed",
+                                   failed->second.second + " (this install failed " +
+                                       std::to_string(seconds) +
+                                       " s ago; it is tried again 5 minutes after a failure)",
+                                   0};
+          ++stats_.failures;
+          continue;
+        }
+        recent_failures_.erase(failed);
+      }
       if (auto it = in_flight_.find(dist); it != in_flight_.end()) {
         theirs[dist] = it->second;
       } else {
@@ -372,7 +392,7 @@ InstallReport PackageManager::Install(const std::vector<std::string>& names,
       }
     }
   }
-  std::map<std::string, PackageOutcome> outcomes;
+  std::map<std::string, PackageOutcome> outcomes = std::move(outcomes_cached);
   if (!mine.empty()) {
     try {
       std::lock_guard<std::mutex> build(build_mutex_);
@@ -398,6 +418,7 @@ InstallReport PackageManager::Install(const std::vector<std::string>& names,
         ++stats_.installs;
       } else if (outcome.status == "failed") {
         ++stats_.failures;
+        recent_failures_[dist] = {Clock::now(), outcome.reason};
       }
       stats_.install_seconds += outcome.seconds;
       promise.set_value(outcome);
@@ -423,9 +444,7 @@ InstallReport PackageManager::Install(const std::vector<std::string>& names,
                        "specifiers: versions are pinned in the allowlist)";
     } else if (!entry) {
       outcome.status = "failed";
-      outcome.reason = "'" + name +
-                       "' is not an approved package: it is not in the allowlist (setting "
-                       "packages.allowlist in the config file, or CODECELL_PACKAGES_ALLOWLIST)";
+      outcome.reason = NotApprovedReason(name);
     } else if (auto it = outcomes.find(entry->distribution); it != outcomes.end()) {
       outcome = it->second;
       outcome.asked = name;

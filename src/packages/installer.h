@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <future>
 #include <map>
@@ -130,6 +131,10 @@ class PackageManager {
   std::mutex mutex_;        // the members below
   std::map<std::string, std::string> installed_;  // distribution -> version, live environment
   std::map<std::string, std::shared_future<PackageOutcome>> in_flight_;
+  // distribution -> when its install failed and why; not retried for kRetryFailedAfter.
+  static constexpr std::chrono::minutes kRetryFailedAfter{5};
+  std::map<std::string, std::pair<std::chrono::steady_clock::time_point, std::string>>
+      recent_failures_;
   PackageStats stats_;
 };
 

@@ -230,3 +230,21 @@ def test_status_and_metrics_count_installs(daemon):
     assert st2["pip_runs"] == pip_metric == pk["pip_runs"], \
         f"/v1/status pip_runs and the metric disagree: {pk['pip_runs']}, {pip_metric}, " \
         f"{st2['pip_runs']}"
+
+
+def test_a_failed_install_is_not_retried_at_once(make_daemon, wheels):
+    """A model that asks again and again (or code that imports the package in every execution)
+    must not run pip each time: a failure is remembered for 5 minutes and reported again."""
+    d = make_daemon(package_config(wheels), "retry")
+    first = d.install("ccdemo_broken")
+    assert entry(first, "ccdemo_broken")["status"] == "failed", first
+    runs = d.pip_runs()
+    again = d.install("ccdemo_broken")
+    e = entry(again, "ccdemo_broken")
+    assert e["status"] == "failed" and "tried again" in e["reason"], again
+    res = d.execute("import ccdemo_broken")
+    assert res["status"] == "error" and not res.get("rerun_after_install"), res
+    assert [f["name"] for f in res["failed_packages"]] == ["ccdemo_broken"], res
+    assert d.pip_runs() == runs, "a recent failure ran pip again"
+    ok = d.install("ccdemo_alpha")                # other packages still install
+    assert entry(ok, "ccdemo_alpha")["status"] == "installed", ok
