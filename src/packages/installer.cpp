@@ -482,11 +482,21 @@ void PackageManager::NoteUsage(const std::string& code) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (installed_.empty()) return;
+    // One write per package per interval at most: refresh only needs the day, not the minute.
+    const auto interval = std::min<Clock::duration>(
+        std::chrono::minutes(10),
+        std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(settings_.refresh_days * 86400 / 10)));
+    const auto now = Clock::now();
     std::set<std::string> words = Identifiers(code);
     for (const auto& [import_name, requirement] : settings_.allowlist.entries()) {
       if (words.count(import_name) == 0) continue;
       std::string dist = NormalizeName(RequirementName(requirement));
-      if (installed_.count(dist) != 0) used.push_back(dist);
+      if (installed_.count(dist) == 0) continue;
+      auto noted = last_noted_.find(dist);
+      if (noted != last_noted_.end() && now - noted->second < interval) continue;
+      last_noted_[dist] = now;
+      used.push_back(dist);
     }
   }
   if (!used.empty()) store_.TouchPackages(used, NowMillis());
@@ -496,7 +506,10 @@ bool PackageManager::RefreshDue() {
   if (settings_.refresh_days <= 0 || !environment_exists()) return false;
   auto last = store_.GetMeta("packages_last_refresh_ms");
   if (!last) return false;
-  const double age_days = static_cast<double>(NowMillis() - std::stoll(*last)) / 86400000.0;
+  char* end = nullptr;
+  const long long last_ms = std::strtoll(last->c_str(), &end, 10);
+  if (end == last->c_str() || *end != '\0') return true;  // unreadable: rebuild and rewrite it
+  const double age_days = static_cast<double>(NowMillis() - last_ms) / 86400000.0;
   return age_days >= settings_.refresh_days;
 }
 

@@ -133,6 +133,7 @@ class PackageManager {
   std::map<std::string, std::shared_future<PackageOutcome>> in_flight_;
   // distribution -> when its install failed and why; not retried for kRetryFailedAfter.
   static constexpr std::chrono::minutes kRetryFailedAfter{5};
+  std::map<std::string, std::chrono::steady_clock::time_point> last_noted_;  // NoteUsage
   std::map<std::string, std::pair<std::chrono::steady_clock::time_point, std::string>>
       recent_failures_;
   PackageStats stats_;
