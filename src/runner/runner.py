@@ -388,16 +388,23 @@ def _add_package_env(prefix):
     .pth files are processed here, inside the sandbox, never on the host."""
     import os
     import site
-    import sysconfig
+    import sys
 
-    # The scheme pip's --prefix installs use on this interpreter (Debian: <prefix>/local/lib/...).
-    scheme = sysconfig.get_preferred_scheme("prefix")
-    added = set()
-    for key in ("purelib", "platlib"):
-        path = sysconfig.get_path(key, scheme, vars={"base": prefix, "platbase": prefix})
-        if path not in added and os.path.isdir(path):
-            added.add(path)
-            site.addsitedir(path)
+    # Where pip's --prefix installs go on this interpreter: Debian's posix_local scheme, else
+    # posix_prefix. Tried first by name because importing sysconfig costs ~1.8 ms per execution.
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    known = [f"{prefix}/local/lib/python{version}/dist-packages",
+             f"{prefix}/lib/python{version}/site-packages"]
+    found = [p for p in known if os.path.isdir(p)]
+    if not found:
+        import sysconfig
+        scheme = sysconfig.get_preferred_scheme("prefix")
+        for key in ("purelib", "platlib"):
+            path = sysconfig.get_path(key, scheme, vars={"base": prefix, "platbase": prefix})
+            if path not in found and os.path.isdir(path):
+                found.append(path)
+    for path in found:
+        site.addsitedir(path)
 
 
 def _main():

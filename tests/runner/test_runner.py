@@ -11,6 +11,7 @@ The runner reads its inputs from $CODECELL_RUNNER_DIR and treats $CODECELL_DATA_
 import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -616,3 +617,30 @@ def test_load_file_rejects_non_string(sb):
     assert res.rc == 0, res.err
     assert res.out.startswith("TypeError load_file() takes a file id or a file name")
 
+
+
+@pytest.mark.parametrize("layout", ["local/lib/python{v}/dist-packages",
+                                    "lib/python{v}/site-packages"])
+def test_package_environment_goes_after_the_system_packages_with_its_pth(tmp_path, layout):
+    """files.json "packages": the environment's site directory (pip --prefix layout, Debian's or
+    upstream's) is added after the system's packages, and its .pth files are processed."""
+    sb = Sandbox(tmp_path)
+    prefix = tmp_path / "env"
+    site_dir = prefix / layout.format(v=f"{sys.version_info[0]}.{sys.version_info[1]}")
+    (site_dir / "ccenvmod").mkdir(parents=True)
+    (site_dir / "ccenvmod" / "__init__.py").write_text("VALUE = 'from-env'\n")
+    (site_dir / "ccenv.pth").write_text("import builtins; builtins.CCENV_PTH = 'ran'\n")
+    (sb.run_dir / "code.py").write_text("")
+    (sb.run_dir / "files.json").write_text(json.dumps({"files": [], "packages": str(prefix)}))
+    res = sb.run("import builtins, sys, ccenvmod\n"
+                 "print(ccenvmod.VALUE, builtins.CCENV_PTH)\n"
+                 "p = [i for i, e in enumerate(sys.path) if e.endswith(('site-packages', "
+                 "'dist-packages'))]\n"
+                 f"print(sys.path.index({str(site_dir)!r}) == max(p))\n", files_json=False)
+    assert res.rc == 0, res.err
+    assert res.out.split("\n")[:2] == ["from-env ran", "True"], res.out
+
+
+def test_without_packages_in_files_json_nothing_is_added(sb):
+    res = sb.run("import sys\nprint(any('codecell/packages' in p for p in sys.path))")
+    assert res.rc == 0 and res.out.strip() == "False", res
