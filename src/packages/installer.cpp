@@ -301,31 +301,13 @@ void PackageManager::InstallBatch(const std::vector<Allowlist::Entry>& entries,
   ReloadInstalled();
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
 
-  // Records: the live environment's distributions, keeping what was known of each.
-  std::map<std::string, store::PackageRecord> old;
-  for (auto& r : store_.ListPackages()) old[r.name] = r;
+  std::map<std::string, store::PackageRecord> known;
+  for (auto& r : store_.ListPackages()) known[r.name] = r;
   std::set<std::string> asked;
   for (const auto& e : todo) asked.insert(e.distribution);
   const store::Millis now = NowMillis();
-  std::vector<store::PackageRecord> records;
-  std::map<std::string, std::string> installed;
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    installed = installed_;
-  }
-  for (const auto& [dist, version] : installed) {
-    store::PackageRecord r;
-    if (auto it = old.find(dist); it != old.end()) r = it->second;
-    if (r.name.empty() || r.version != version) r.installed_at = now;
-    r.name = dist;
-    r.version = version;
-    if (asked.count(dist) != 0 && !r.requested) {
-      r.requested = true;
-      r.first_requester = requester;
-    }
-    records.push_back(r);
-  }
-  store_.ReplacePackages(records);
+  const std::map<std::string, std::string> installed =
+      RecordLiveEnvironment(known, asked, requester, now, /*reinstalled=*/false);
   if (!store_.GetMeta("packages_last_refresh_ms")) {  // the first environment: its age starts
     store_.SetMeta("packages_last_refresh", Rfc3339(now));
     store_.SetMeta("packages_last_refresh_ms", std::to_string(now));
@@ -337,6 +319,31 @@ void PackageManager::InstallBatch(const std::vector<Allowlist::Entry>& entries,
         seconds};
   }
   env_.SweepUnused(&lock_ref);
+}
+
+std::map<std::string, std::string> PackageManager::RecordLiveEnvironment(
+    const std::map<std::string, store::PackageRecord>& known, const std::set<std::string>& asked,
+    const std::string& requester, store::Millis now, bool reinstalled) {
+  std::map<std::string, std::string> installed;
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    installed = installed_;
+  }
+  std::vector<store::PackageRecord> records;
+  for (const auto& [dist, version] : installed) {
+    store::PackageRecord r;
+    if (auto it = known.find(dist); it != known.end()) r = it->second;
+    if (reinstalled || r.name.empty() || r.version != version) r.installed_at = now;
+    r.name = dist;
+    r.version = version;
+    if (asked.count(dist) != 0 && !r.requested) {
+      r.requested = true;
+      r.first_requester = requester;
+    }
+    records.push_back(r);
+  }
+  store_.ReplacePackages(records);
+  return installed;
 }
 
 InstallReport PackageManager::Install(const std::vector<std::string>& names,
@@ -559,23 +566,9 @@ json PackageManager::Refresh(bool force) {
     return fail(name.error());
   }
   ReloadInstalled();
-  std::map<std::string, store::PackageRecord> by_name;
-  for (const auto& r : kept) by_name[r.name] = r;
-  std::vector<store::PackageRecord> records;
-  std::map<std::string, std::string> installed;
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    installed = installed_;
-  }
-  for (const auto& [dist, version] : installed) {
-    store::PackageRecord r;
-    if (auto it = by_name.find(dist); it != by_name.end()) r = it->second;
-    r.name = dist;
-    r.version = version;
-    r.installed_at = now;
-    records.push_back(r);
-  }
-  store_.ReplacePackages(records);
+  std::map<std::string, store::PackageRecord> known;
+  for (const auto& r : kept) known[r.name] = r;
+  RecordLiveEnvironment(known, {}, "", now, /*reinstalled=*/true);
   store_.SetMeta("packages_last_refresh", Rfc3339(now));
   store_.SetMeta("packages_last_refresh_ms", std::to_string(now));
   store_.SetMeta("packages_refresh_error", "");

@@ -118,6 +118,12 @@ class PackageManager {
                     std::map<std::string, PackageOutcome>& outcomes,
                     const BuildLock* held = nullptr);
   void ReloadInstalled();  // after a switch
+  // Replaces the store's records with the live environment's distributions, keeping what `known`
+  // says of each (installed_at only while its version is the same, unless `reinstalled`); marks
+  // `asked` as requested by `requester`. Returns distribution -> version.
+  std::map<std::string, std::string> RecordLiveEnvironment(
+      const std::map<std::string, store::PackageRecord>& known, const std::set<std::string>& asked,
+      const std::string& requester, store::Millis now, bool reinstalled);
   std::string Constraints() const;
 
   PackageSettings settings_;

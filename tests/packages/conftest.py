@@ -833,6 +833,16 @@ def start_daemon(config: dict, root: Path, name: str) -> Daemon:
     return Daemon(config, root, name).start()
 
 
+def module_daemon(wheels, tmp_path_factory, name: str):
+    """Body of a module-scoped fixture: one daemon for the module's tests, stopped at its end,
+    which fails if the daemon died meanwhile."""
+    d = start_daemon(package_config(wheels), tmp_path_factory.mktemp(name), name)
+    yield d
+    alive = d.alive()
+    rc = d.stop()
+    assert alive, f"the daemon died during the {name} tests (exit {rc})\n{d.where()}"
+
+
 @pytest.fixture
 def make_daemon(tmp_path):
     """Factory: a fresh daemon (data dir under tmp_path) per call, all stopped at teardown."""

@@ -7,18 +7,14 @@ import pytest
 
 from .conftest import (ALLOWLIST, assert_ok, dist_infos, entry,
                        env_snapshot, failed_entry, find_named, installed_names, is_number, norm,
-                       output_lines, package_config, packages_root, start_daemon)
+                       module_daemon, output_lines, package_config, packages_root)
 
 ALPHA_CODE = "import ccdemo_alpha\nprint(ccdemo_alpha.VALUE, ccdemo_alpha.read_data())"
 
 
 @pytest.fixture(scope="module")
 def daemon(wheels, tmp_path_factory):
-    d = start_daemon(package_config(wheels), tmp_path_factory.mktemp("install"), "install")
-    yield d
-    alive = d.alive()
-    rc = d.stop()
-    assert alive, f"the daemon died during tests/packages/test_install.py (exit {rc})\n{d.where()}"
+    yield from module_daemon(wheels, tmp_path_factory, "install")
 
 
 def ensure_alpha(daemon):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from .conftest import (ENV_MOUNT, assert_ok, describe, entry, find_named, output_lines,
-                       package_config, packages_root, start_daemon)
+                       module_daemon, package_config, packages_root)
 
 PROBE = f"""
 import builtins, json, os, sys
@@ -29,12 +29,7 @@ def payload(res, daemon):
 
 @pytest.fixture(scope="module")
 def daemon(wheels, tmp_path_factory):
-    d = start_daemon(package_config(wheels), tmp_path_factory.mktemp("isolation"), "isolation")
-    yield d
-    alive = d.alive()
-    rc = d.stop()
-    assert alive, f"the daemon died during tests/packages/test_isolation.py (exit {rc})\n" \
-                  f"{d.where()}"
+    yield from module_daemon(wheels, tmp_path_factory, "isolation")
 
 
 def check_no_pth_outside(daemon, wheels, when):
