@@ -616,7 +616,7 @@ void Service::Routes() {
           installs.packages.insert(installs.packages.end(), more.packages.begin(),
                                    more.packages.end());
           installs.seconds += more.seconds;
-          if (more.all_ok()) {
+          if (more.installed_any()) {
             std::filesystem::remove_all(request.generated_dir, ec);
             out = run_once();
             rerun = true;

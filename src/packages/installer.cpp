@@ -94,6 +94,13 @@ json PackageOutcome::ToJson() const {
   return j;
 }
 
+bool InstallReport::installed_any() const {
+  for (const auto& p : packages) {
+    if (p.status == "installed") return true;
+  }
+  return false;
+}
+
 bool InstallReport::all_ok() const {
   for (const auto& p : packages) {
     if (p.status == "failed") return false;
@@ -481,6 +488,10 @@ std::optional<Allowlist::Entry> PackageManager::InstallableForMissingModule(
   if (!entry) return std::nullopt;
   std::lock_guard<std::mutex> lock(mutex_);
   if (installed_.count(entry->distribution) != 0) return std::nullopt;
+  // Debian's (e.g. `import sklearn.nonexistent`): installing would change nothing.
+  for (const auto& d : system_) {
+    if (d.name == entry->distribution) return std::nullopt;
+  }
   return entry;
 }
 

@@ -48,6 +48,7 @@ struct InstallReport {
   std::vector<PackageOutcome> packages;
   double seconds = 0;
   bool all_ok() const;
+  bool installed_any() const;             // pip put something new in place
   nlohmann::json InstalledNames() const;  // distributions now available
   nlohmann::json Failed() const;          // [{"name", "reason"}]
   nlohmann::json ToJson() const;

@@ -88,3 +88,15 @@ def test_concurrent_requests_for_one_package_run_pip_once(make_daemon, wheels):
     res = d.execute(ALPHA_CODE)
     assert_ok(res, d)
     assert output_lines(res) == [f"alpha-1 {wheels.alpha_data}"], res["output"]
+
+
+def test_missing_submodule_of_a_system_package_is_not_rerun(make_daemon, wheels):
+    """`import sklearn.nonexistent`: sklearn is approved (default allowlist) and Debian's; there is
+    nothing to install, so no pip and no second run."""
+    d = make_daemon(package_config(wheels, default_allowlist=True), "system-submodule")
+    runs = d.pip_runs()
+    res = d.execute("import sklearn.nonexistent_codecell_module")
+    assert res["status"] == "error" and "ModuleNotFoundError" in res["error"], res
+    assert not res.get("rerun_after_install"), res
+    assert res["installed_packages"] == [] and res["failed_packages"] == [], res
+    assert d.pip_runs() == runs
