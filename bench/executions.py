@@ -55,9 +55,7 @@ Only the standard library; Debian's /usr/bin/python3 (with python3-pandas, pytho
 import argparse
 import concurrent.futures
 import csv
-import ctypes
 import datetime
-import http.client
 import json
 import os
 import pathlib
@@ -65,7 +63,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -73,6 +70,9 @@ import tempfile
 import threading
 import time
 import uuid
+
+from serve_daemon import (Interrupted, ServeDaemon, interrupted, on_sigterm,
+                          print_failures_and_load, stop_all)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = os.environ.get("CODECELL_BIN", str(REPO / "build" / "codecell"))
@@ -82,7 +82,6 @@ CSV_ROWS = 10_000
 USER = "bench"  # one user for every codecell execution; executions.per_user is raised to 256
 METHODS = {"a": "python3", "b": "bwrap", "c": "codecell", "d": "codecell-cold"}
 DAEMONS = {"c": "warm", "d": "cold"}  # method -> the interpreter every result must report
-WARM_WAIT_S = 120
 
 # The issue's targets, for (c): speed-up vs (a) per workload; concurrent throughput with 8 clients
 # on 2 cores and no failure; unshared memory per idle pre-forked child.
@@ -116,18 +115,10 @@ def check(workload, output, files):
 
 
 # --------------------------------------------------------------------------- cleanup bookkeeping
-class Interrupted(Exception):
-    pass
-
-
 WARMUP_FAILURES = []  # reported with the table
 STOP = threading.Event()  # set on Ctrl-C / SIGTERM / error: workers stop taking new executions
 LIVE = set()  # Popen objects of (a) and (b) executions in flight, killed on the way out
 LIVE_LOCK = threading.Lock()
-
-
-def on_sigterm(signum, frame):
-    raise Interrupted(f"signal {signum}")
 
 
 def run_tracked(argv, **kwargs):
@@ -234,114 +225,23 @@ class Bwrap:
 
 
 # --------------------------------------------------------------------------- (c), (d) codecell
-class Daemon:
+class Daemon(ServeDaemon):
     """`codecell serve` with warm interpreters ((c)) or without ((d)), on its own port and data dir."""
 
     OWN_ENV = ("CODECELL_WARM_INTERPRETERS", "CODECELL_WORKERS", "CODECELL_ZYGOTE_POOL")
 
     def __init__(self, root, key, workers=None, pool=None):
         self.key, self.mode = key, DAEMONS[key]
-        self.root = root / METHODS[key]
-        self.root.mkdir()
-        self.port = free_port()
-        self.config = self.root / "bench.toml"
-        self.config.write_text(
-            "[executions]\nqueue = 256\nper_user = 256\n"
-            "[shutdown]\ngrace_seconds = 2\n")
-        self.log_path = self.root / "serve.log"
-        self.env = {k: v for k, v in os.environ.items() if k not in self.OWN_ENV}
-        self.env["CODECELL_WARM_INTERPRETERS"] = "true" if self.mode == "warm" else "false"
+        env = {k: v for k, v in os.environ.items() if k not in self.OWN_ENV}
+        env["CODECELL_WARM_INTERPRETERS"] = "true" if self.mode == "warm" else "false"
         if workers is not None:
-            self.env["CODECELL_WORKERS"] = str(workers)
+            env["CODECELL_WORKERS"] = str(workers)
         if pool is not None:
-            self.env["CODECELL_ZYGOTE_POOL"] = str(pool)
-        self.proc = None
-        self.started = None
-        self.ready_s = None  # from spawning the daemon to interpreters.mode == self.mode
-        self.status_at_start = {}
-
-    def spawn(self):
-        libc = ctypes.CDLL(None, use_errno=True)
-
-        def die_with_us():  # PR_SET_PDEATHSIG = 1: the daemon gets SIGTERM if we are killed
-            libc.prctl(1, signal.SIGTERM, 0, 0, 0)
-
-        self.log = open(self.log_path, "wb")
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--config", str(self.config), "--listen", f"127.0.0.1:{self.port}",
-             "--data-dir", str(self.root / "data")],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=self.env,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the daemon in order
-            preexec_fn=die_with_us)
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"codecell serve ({METHODS[self.key]}) exited "
-                               f"{self.proc.returncode}:\n{self.log_tail()}")
-
-    def wait_ready(self):
-        """Healthy within 30 s, then interpreters.mode == self.mode within WARM_WAIT_S."""
-        deadline = self.started + 30
-        while True:
-            self.alive()
-            try:
-                if self.request("GET", "/healthz", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"codecell serve not healthy after 30 s:\n{self.log_tail()}")
-            time.sleep(0.05)
-        deadline = self.started + WARM_WAIT_S
-        last = None
-        while True:
-            self.alive()
-            try:
-                status = self.status()
-                last = status.get("interpreters")
-                if isinstance(last, dict) and last.get("mode") == self.mode:
-                    self.ready_s = time.monotonic() - self.started
-                    self.status_at_start = status
-                    return
-            except (OSError, ValueError) as e:
-                last = f"{type(e).__name__}: {e}"
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"codecell serve ({METHODS[self.key]}): /v1/status interpreters.mode is not "
-                    f"{self.mode!r} after {WARM_WAIT_S} s: {json.dumps(last)}\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def status(self):
-        status, data = self.request("GET", "/v1/status", timeout=5)
-        if status != 200:
-            raise ValueError(f"/v1/status answered {status}: {data[:200]!r}")
-        return json.loads(data)
-
-    def log_tail(self):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def request(self, method, path, body=None, headers=None, timeout=120):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+            env["CODECELL_ZYGOTE_POOL"] = str(pool)
+        # ready once /v1/status says interpreters.mode == self.mode
+        super().__init__(root, METHODS[key], BIN, env,
+                         ready=lambda i: isinstance(i, dict) and i.get("mode") == self.mode,
+                         not_ready=f"/v1/status interpreters.mode is not {self.mode!r}")
 
     def upload(self, user, path):
         boundary = uuid.uuid4().hex
@@ -595,12 +495,6 @@ class Sampler:
 
 
 # --------------------------------------------------------------------------- measuring
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def make_csv(path):
     rng = random.Random(4)
     start = datetime.date(2023, 1, 1)
@@ -823,13 +717,11 @@ def main():
         report(args, keys, summary)
         print("\nJSON: " + json.dumps(summary, separators=(",", ":"), ensure_ascii=False))
     except (KeyboardInterrupt, Interrupted) as e:
-        print(f"\ninterrupted ({e or 'Ctrl-C'}): cleaning up", file=sys.stderr)
-        return 130
+        return interrupted(e)
     finally:
         STOP.set()
         kill_live()
-        for d in daemons.values():
-            d.stop()
+        stop_all(daemons.values())
         shutil.rmtree(root, ignore_errors=True)
     return 0
 
@@ -1090,15 +982,9 @@ def report(args, keys, s):
         failed = f", {t['failed']} failed" if t.get("failed") else ""
         print(f"  {t['what']:<52} {shown:>10}{failed}  target {t['target']}: "
               f"{t['verdict'] or 'n/a'}")
-    if s["failures"]:
-        print()
-        print("failures:")
-        for f in s["failures"]:
-            print("  " + f)
-    m = s["meta"]
-    print(f"\nload average (1 min): {m['load_before']:.2f} before the runs, {m['load_after']:.2f} "
-          "after (this script alone keeps it near 1-2; much more means something else ran "
-          "meanwhile and the numbers are noisier)")
+    print_failures_and_load(s["failures"], s["meta"],
+                            "this script alone keeps it near 1-2; much more means something else "
+                            "ran meanwhile and the numbers are noisier")
 
 
 if __name__ == "__main__":

@@ -73,8 +73,6 @@ The binary: --bin, else $CODECELL_BIN, else <repo>/build/codecell if it exists, 
 """
 import argparse
 import concurrent.futures
-import ctypes
-import http.client
 import json
 import os
 import pathlib
@@ -82,7 +80,6 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import string
 import subprocess
@@ -91,12 +88,13 @@ import tempfile
 import threading
 import time
 
+from serve_daemon import (Interrupted, ServeDaemon, interrupted, on_sigterm,
+                          print_failures_and_load, stop_all)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SNAPSHOT = "/tmp/cc-snap/codecell"
 PYTHON = "/usr/bin/python3"
 USER = "bench"
-WARM_WAIT_S = 120
-HTTP_TIMEOUT = 300  # a request that runs pip
 ENVS_POLL_S = 10
 BIG_SUBPACKAGES = 40
 LOAD_PACKAGE = "ccbench_a"
@@ -118,15 +116,7 @@ def clean_env():
 
 
 # --------------------------------------------------------------------------- cleanup bookkeeping
-class Interrupted(Exception):
-    pass
-
-
 STOP = threading.Event()  # set on Ctrl-C / SIGTERM / error: load clients stop
-
-
-def on_sigterm(signum, frame):
-    raise Interrupted(f"signal {signum}")
 
 
 # --------------------------------------------------------------------------- wheels
@@ -212,107 +202,22 @@ def build_wheel(root, wheel_dir, pkg):
 
 
 # --------------------------------------------------------------------------- the daemons
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def warm_with_pools(interpreters):
+    """interpreters.mode = "warm" with every pool ready."""
+    pools = (interpreters or {}).get("pools") or []
+    return interpreters.get("mode") == "warm" and pools and all(p.get("ready") for p in pools)
 
 
-class Daemon:
+class Daemon(ServeDaemon):
+    HTTP_TIMEOUT = 300  # a request that runs pip
+    STATUS_TIMEOUT = 10
+
     def __init__(self, root, name, binary, wheel_dir, packages):
-        self.name, self.binary = name, binary
-        self.root = root / name
-        self.root.mkdir()
-        self.data_dir = self.root / "data"
-        self.port = free_port()
-        self.config = self.root / "bench.toml"
         allow = "".join(f'{p.module} = "{p.dist}"\n' for p in packages)
-        self.config.write_text(
-            "[executions]\nqueue = 256\nper_user = 256\n"
-            "[shutdown]\ngrace_seconds = 2\n"
-            f'[packages]\nindex_url = ""\nwheel_dir = "{wheel_dir}"\n'
-            "[packages.allowlist]\n" + allow)
-        self.log_path = self.root / "serve.log"
-        self.proc = None
-        self.started = None
-        self.ready_s = None
-
-    def spawn(self):
-        libc = ctypes.CDLL(None, use_errno=True)
-
-        def die_with_us():  # PR_SET_PDEATHSIG = 1: the daemon gets SIGTERM if we are killed
-            libc.prctl(1, signal.SIGTERM, 0, 0, 0)
-
-        self.log = open(self.log_path, "wb")
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [self.binary, "serve", "--config", str(self.config),
-             "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=clean_env(),
-            start_new_session=True, preexec_fn=die_with_us)
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"codecell serve ({self.name}) exited {self.proc.returncode}:\n"
-                               f"{self.log_tail()}")
-
-    def log_tail(self, n=20):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def wait_ready(self):
-        """Healthy within 30 s, then interpreters.mode == "warm" with every pool ready."""
-        deadline = self.started + 30
-        while True:
-            self.alive()
-            try:
-                if self.request("GET", "/healthz", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"codecell serve ({self.name}) not healthy after 30 s:\n"
-                                   f"{self.log_tail()}")
-            time.sleep(0.05)
-        deadline = self.started + WARM_WAIT_S
-        last = None
-        while True:
-            self.alive()
-            try:
-                last = self.status().get("interpreters")
-                pools = (last or {}).get("pools") or []
-                if last.get("mode") == "warm" and pools and all(p.get("ready") for p in pools):
-                    self.ready_s = time.monotonic() - self.started
-                    return
-            except (OSError, ValueError, AttributeError) as e:
-                last = f"{type(e).__name__}: {e}"
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"codecell serve ({self.name}): not warm after {WARM_WAIT_S} s:"
-                                   f" {json.dumps(last)}\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def stop(self):
-        """SIGTERM, then SIGKILL after 15 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def request(self, method, path, body=None, timeout=HTTP_TIMEOUT):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+        super().__init__(root, name, binary, clean_env(), ready=warm_with_pools,
+                         not_ready="not warm",
+                         extra_config=(f'[packages]\nindex_url = ""\nwheel_dir = "{wheel_dir}"\n'
+                                       "[packages.allowlist]\n" + allow))
 
     def post(self, path, obj):
         """(seconds, HTTP status, parsed JSON or None, raw body)."""
@@ -690,29 +595,29 @@ def measure_refresh_load(daemon, pkg, clients, baseline_s, load_s, every_s, fail
 
 
 # --------------------------------------------------------------------------- main
+# The numeric options: flag, type, default, help (%(default)s: argparse puts in the default).
+NUMBERS = [
+    ("--packages", int, 5, "fresh small packages installed and timed in part 1 (%(default)s)"),
+    ("--files", int, 50, "files per small package (%(default)s)"),
+    ("--big-files", int, 2000, "files of ccbench-big (%(default)s); 0 = no big package"),
+    ("--after-big", int, 2,
+     "small packages installed after ccbench-big, for the growth (%(default)s)"),
+    ("--imports", int, 2, "packages installed by a failed import in part 2 (%(default)s)"),
+    ("--runs", int, 40, "print('hi') executions per daemon in part 3 (%(default)s)"),
+    ("--clients", int, 8, "concurrent clients in part 4 (%(default)s)"),
+    ("--baseline-seconds", float, 5, "load before the first refresh in part 4 (%(default)s)"),
+    ("--load-seconds", float, 20, "load while refreshing in part 4 (%(default)s)"),
+    ("--refresh-every", float, 4, "seconds between refreshes in part 4 (%(default)s)"),
+]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bin", default=default_bin(),
                         help="the codecell binary (default: $CODECELL_BIN, else build/codecell "
                              f"if it exists, else {SNAPSHOT})")
-    parser.add_argument("--packages", type=int, default=5,
-                        help="fresh small packages installed and timed in part 1 (5)")
-    parser.add_argument("--files", type=int, default=50, help="files per small package (50)")
-    parser.add_argument("--big-files", type=int, default=2000,
-                        help="files of ccbench-big (2000); 0 = no big package")
-    parser.add_argument("--after-big", type=int, default=2,
-                        help="small packages installed after ccbench-big, for the growth (2)")
-    parser.add_argument("--imports", type=int, default=2,
-                        help="packages installed by a failed import in part 2 (2)")
-    parser.add_argument("--runs", type=int, default=40,
-                        help="print('hi') executions per daemon in part 3 (40)")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients in part 4 (8)")
-    parser.add_argument("--baseline-seconds", type=float, default=5,
-                        help="load before the first refresh in part 4 (5)")
-    parser.add_argument("--load-seconds", type=float, default=20,
-                        help="load while refreshing in part 4 (20)")
-    parser.add_argument("--refresh-every", type=float, default=4,
-                        help="seconds between refreshes in part 4 (4)")
+    for flag, kind, default, what in NUMBERS:
+        parser.add_argument(flag, type=kind, default=default, help=what)
     args = parser.parse_args()
     if args.big_files <= 0:
         args.after_big = 0
@@ -795,15 +700,10 @@ def main():
         report(summary)
         print("\nJSON: " + json.dumps(summary, separators=(",", ":"), ensure_ascii=False))
     except (KeyboardInterrupt, Interrupted) as e:
-        print(f"\ninterrupted ({e or 'Ctrl-C'}): cleaning up", file=sys.stderr)
-        return 130
+        return interrupted(e)
     finally:
         STOP.set()
-        for d in daemons.values():
-            try:
-                d.stop()
-            except Exception as e:  # noqa: BLE001 - keep stopping the others
-                print(f"stopping {d.name}: {e}", file=sys.stderr)
+        stop_all(daemons.values())
         shutil.rmtree(root, ignore_errors=True)
     return 0
 
@@ -849,6 +749,16 @@ def summarize(meta, small, installs, repeats, imported, overhead, overhead_env_f
     }
 
 
+def section(*lines, head):
+    """A part of the report: a blank line, its lines, then its table's column heads with a rule as
+    wide under them."""
+    print()
+    for line in lines:
+        print(line)
+    print(head)
+    print("-" * len(head))
+
+
 def report(s):
     m = s["meta"]
     w = m["wheels"]
@@ -861,13 +771,10 @@ def report(s):
           + f"; daemons warm after {m['ready_s']['plain']} s (plain) and "
             f"{m['ready_s']['pkgs']} s (pkgs)")
 
-    print()
-    print("1. install cost, first install of each package (POST /v1/packages on 'pkgs' vs a plain "
-          "pip --prefix into a fresh dir)")
-    head = (f"{'package':<14}{'files in env':>13}{'(c) codecell':>14}{'reported':>11}"
-            f"{'(p) pip':>11}{'(c) ÷ (p)':>11}  status")
-    print(head)
-    print("-" * len(head))
+    section("1. install cost, first install of each package (POST /v1/packages on 'pkgs' vs a "
+            "plain pip --prefix into a fresh dir)",
+            head=f"{'package':<14}{'files in env':>13}{'(c) codecell':>14}{'reported':>11}"
+                 f"{'(p) pip':>11}{'(c) ÷ (p)':>11}  status")
     for r in s["installs"]:
         st = r.get("status") or "—"
         if r["problem"] or r["pip_problem"]:
@@ -892,13 +799,10 @@ def report(s):
           f"{fmt_s(a['median_ms'] and a['median_ms'] / 1000)}, "
           f"max {fmt_s(a['max_ms'] and a['max_ms'] / 1000)} over {a['n']} requests")
 
-    print()
-    print("2. import-triggered install (execution `import X; print(X.VALUE)` of an approved, "
-          "not installed package)")
-    head = (f"{'package':<15}{'1st wall':>10}{'pkg install':>13}{'rerun':>7}{'interp':>8}"
-            f"{'exec time':>11}{'2nd wall':>10}{'rerun':>7}{'interp':>8}")
-    print(head)
-    print("-" * len(head))
+    section("2. import-triggered install (execution `import X; print(X.VALUE)` of an approved, "
+            "not installed package)",
+            head=f"{'package':<15}{'1st wall':>10}{'pkg install':>13}{'rerun':>7}{'interp':>8}"
+                 f"{'exec time':>11}{'2nd wall':>10}{'rerun':>7}{'interp':>8}")
     for r in s["imports"]:
         f, g = r["first"], r["second"]
         print(f"{r['package']:<15}{fmt_s(f['wall_s']):>10}"
@@ -910,14 +814,11 @@ def report(s):
     print("  (exec time = the rerun's in-sandbox execution_time; 1st wall - pkg install = the "
           "failed run + the rerun + HTTP)")
 
-    print()
     o = s["overhead"]
-    print(f"3. print('hi'), warm, interleaved: 'plain' (no package environment) vs 'pkgs' "
-          f"(environment of {o['env_files']} files)")
-    head = (f"{'daemon':<8}{'n':>5}{'median':>11}{'p90':>11}{'in sandbox':>12}{'failed':>8}"
-            f"{'not warm':>10}")
-    print(head)
-    print("-" * len(head))
+    section(f"3. print('hi'), warm, interleaved: 'plain' (no package environment) vs 'pkgs' "
+            f"(environment of {o['env_files']} files)",
+            head=f"{'daemon':<8}{'n':>5}{'median':>11}{'p90':>11}{'in sandbox':>12}{'failed':>8}"
+                 f"{'not warm':>10}")
     for name in ("plain", "pkgs"):
         r = o[name]
         print(f"{name:<8}{r['n']:>5}{fmt_s(r['median_ms'] and r['median_ms'] / 1000):>11}"
@@ -928,17 +829,15 @@ def report(s):
     print(f"pkgs ÷ plain (median): {fmt_x(o['pkgs_over_plain'])}, difference "
           f"{'—' if diff is None else f'{diff:+.1f} ms'}")
 
-    print()
     ld = s["refresh_load"]
     a = m["args"]
-    print(f"4. refresh under load: {a['clients']} clients, import {LOAD_PACKAGE} + sleep "
-          f"{LOAD_SLEEP_S} s + read its data, {a['baseline_seconds']:g} s without refreshes, then "
-          f"POST /v1/packages/refresh every ~{a['refresh_every']:g} s for {a['load_seconds']:g} s")
-    print(f"executions: {ld['executions']} in {ld['wall_s']} s ({ld['throughput_per_s']}/s), "
-          f"failed {ld['failed']}, not warm {ld['not_warm']}")
-    head = f"{'latency':<34}{'n':>6}{'p50':>11}{'p95':>11}{'max':>11}"
-    print(head)
-    print("-" * len(head))
+    section(f"4. refresh under load: {a['clients']} clients, import {LOAD_PACKAGE} + sleep "
+            f"{LOAD_SLEEP_S} s + read its data, {a['baseline_seconds']:g} s without refreshes, "
+            f"then POST /v1/packages/refresh every ~{a['refresh_every']:g} s for "
+            f"{a['load_seconds']:g} s",
+            f"executions: {ld['executions']} in {ld['wall_s']} s ({ld['throughput_per_s']}/s), "
+            f"failed {ld['failed']}, not warm {ld['not_warm']}",
+            head=f"{'latency':<34}{'n':>6}{'p50':>11}{'p95':>11}{'max':>11}")
     labels = {"before": "before the first refresh", "during": "overlapping a refresh",
               "between": "after the first, not overlapping"}
     for k, label in labels.items():
@@ -971,14 +870,8 @@ def report(s):
               f"{st.get('install_failures')}, pip_runs {st.get('pip_runs')}, refreshes "
               f"{json.dumps(st.get('refreshes'))}, refresh_error "
               f"{json.dumps(st.get('refresh_error'))}")
-    if s["failures"]:
-        print()
-        print("failures:")
-        for f in s["failures"]:
-            print("  " + f)
-    print(f"\nload average (1 min): {m['load_before']:.2f} before the runs, {m['load_after']:.2f} "
-          "after (much more than 2 means something else ran meanwhile and the numbers are "
-          "noisier)")
+    print_failures_and_load(s["failures"], m, "much more than 2 means something else ran "
+                            "meanwhile and the numbers are noisier")
 
 
 if __name__ == "__main__":
