@@ -72,7 +72,7 @@ SysResult BindMount(const char* source, const char* target, bool is_dir, bool wr
   const unsigned long read_only = writable ? 0 : MS_RDONLY;
   if (::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | read_only | MS_NOSUID | MS_NODEV,
               nullptr) != 0) {
-    return SysResult::FromErrno("remount bind read-only");
+    return SysResult::FromErrno("remount bind");
   }
   return SysResult::Ok();
 }
@@ -166,11 +166,11 @@ Result<RootfsPlan> PlanRootfs(const RootfsOptions& o) {
         plan.symlinks.push_back({std::string(text, static_cast<size_t>(n)), Join(o.root, host)});
       }
     } else if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
-      plan.readonly_binds.push_back({host, Join(o.root, host), S_ISDIR(st.st_mode)});
+      plan.binds.push_back({host, Join(o.root, host), S_ISDIR(st.st_mode)});
     }
   };
   for (const char* entry : kSystemEntries) mirror(std::string("/") + entry);
-  if (plan.readonly_binds.empty() || plan.readonly_binds.front().source != "/usr") {
+  if (plan.binds.empty() || plan.binds.front().source != "/usr") {
     return Result<RootfsPlan>::Fail("the host has no /usr directory");
   }
   dir("/etc");
@@ -195,12 +195,12 @@ Result<RootfsPlan> PlanRootfs(const RootfsOptions& o) {
       struct stat st {};
       if (::realpath(host.c_str(), resolved) == nullptr || ::stat(resolved, &st) != 0) continue;
       if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) continue;
-      plan.readonly_binds.push_back({resolved, Join(o.root, host), S_ISDIR(st.st_mode)});
+      plan.binds.push_back({resolved, Join(o.root, host), S_ISDIR(st.st_mode)});
     }
   }
   for (const auto& extra : o.extra_binds) {
     dir(extra.target);
-    plan.readonly_binds.push_back({extra.source, Join(o.root, extra.target), true, extra.writable});
+    plan.binds.push_back({extra.source, Join(o.root, extra.target), true, extra.writable});
   }
 
   dir("/proc");
@@ -254,7 +254,7 @@ SysResult BuildRootfsAndPivot(const RootfsPlan& p) {
     return SysResult::FromErrno("mount root tmpfs");
   }
   for (const auto& d : p.dirs) RETURN_IF_FAILED(MakeDir(d.c_str(), 0755));
-  for (const auto& b : p.readonly_binds) {
+  for (const auto& b : p.binds) {
     RETURN_IF_FAILED(BindMount(b.source.c_str(), b.target.c_str(), b.is_dir, b.writable));
   }
   for (const auto& s : p.symlinks) {

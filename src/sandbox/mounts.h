@@ -31,9 +31,9 @@ struct RootfsPlan {
     std::string path;    // full path under the new root
   };
 
-  std::string root;                  // host directory the new root tmpfs is mounted on
-  std::vector<std::string> dirs;     // created in the root tmpfs, parents first
-  std::vector<Bind> readonly_binds;  // system directories and files
+  std::string root;               // host directory the new root tmpfs is mounted on
+  std::vector<std::string> dirs;  // created in the root tmpfs, parents first
+  std::vector<Bind> binds;        // system directories and files (read-only), extra_binds
   std::vector<Symlink> symlinks;
   std::vector<File> files;  // synthetic /etc files
   std::string proc_path, dev_path, shm_path, tmp_path, data_path, meta_path;

@@ -49,7 +49,7 @@ json SpecToJson(const SandboxSpec& spec) {
   for (const auto& s : p.tmp_seed_files) seeds.push_back({s.source, s.path});
   json plan = {{"root", p.root},
                {"dirs", p.dirs},
-               {"readonly_binds", BindsToJson(p.readonly_binds)},
+               {"binds", BindsToJson(p.binds)},
                {"symlinks", SymlinksToJson(p.symlinks)},
                {"files", FilesToJson(p.files)},
                {"proc_path", p.proc_path},
@@ -89,7 +89,7 @@ Status SpecFromJson(const json& j, SandboxSpec& spec) {
     RootfsPlan& plan = spec.rootfs;
     plan.root = p.at("root");
     plan.dirs = p.at("dirs").get<std::vector<std::string>>();
-    plan.readonly_binds = BindsFromJson(p.at("readonly_binds"));
+    plan.binds = BindsFromJson(p.at("binds"));
     plan.symlinks = SymlinksFromJson(p.at("symlinks"));
     plan.files = FilesFromJson(p.at("files"));
     plan.proc_path = p.at("proc_path");

@@ -98,7 +98,9 @@ TEST(SpecWire, RoundTripKeepsEveryField) {
   sandbox::SandboxSpec spec;
   spec.rootfs.root = "/w/root";
   spec.rootfs.dirs = {"/w/root/etc", "/w/root/tmp"};
-  spec.rootfs.readonly_binds = {{"/usr", "/w/root/usr", true}, {"/etc/hosts", "/w/root/x", false}};
+  spec.rootfs.binds = {{"/usr", "/w/root/usr", true},
+                       {"/etc/hosts", "/w/root/x", false},
+                       {"/srv/env", "/w/root/opt/codecell/packages", true, true}};
   spec.rootfs.symlinks = {{"usr/bin", "/w/root/bin"}};
   spec.rootfs.files = {{"/w/root/etc/passwd", std::string("a\0b\xff", 4)}};
   spec.rootfs.meta_files = {{"/w/root/run/codecell/code.py", "print('é')"}};
@@ -118,8 +120,10 @@ TEST(SpecWire, RoundTripKeepsEveryField) {
   ASSERT_TRUE(sandbox::SpecFromJson(nlohmann::json::parse(text), back));
   EXPECT_EQ(back.rootfs.root, "/w/root");
   EXPECT_EQ(back.rootfs.dirs, spec.rootfs.dirs);
-  ASSERT_EQ(back.rootfs.readonly_binds.size(), 2u);
-  EXPECT_FALSE(back.rootfs.readonly_binds[1].is_dir);
+  ASSERT_EQ(back.rootfs.binds.size(), 3u);
+  EXPECT_FALSE(back.rootfs.binds[1].is_dir);
+  EXPECT_FALSE(back.rootfs.binds[1].writable);
+  EXPECT_TRUE(back.rootfs.binds[2].writable);
   EXPECT_EQ(back.rootfs.symlinks[0].path, "/w/root/bin");
   EXPECT_EQ(back.rootfs.files[0].content.substr(0, 3), std::string("a\0b", 3));
   EXPECT_EQ(back.rootfs.meta_files[0].content, "print('é')");
