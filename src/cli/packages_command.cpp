@@ -60,8 +60,8 @@ std::function<int()> AddPackagesCommand(CLI::App& app) {
   install->add_option("names", o->names, "package names (e.g. plotly sklearn PIL)")->required();
   install->add_option("--user", o->requester, "recorded as who asked (default: cli)");
   common(install);
-  CLI::App* list =
-      packages->add_subcommand("list", "List the installed packages and the allowlist.");
+  CLI::App* list = packages->add_subcommand(
+      "list", "List the installed packages (with --json: also the allowlist).");
   common(list);
   CLI::App* refresh = packages->add_subcommand(
       "refresh", "Rebuild the environment now with the packages used within refresh_days.");
