@@ -502,199 +502,203 @@ void Service::Routes() {
     });
     if (too_big) return JsonError(res, 413, "too_large", "the request body is over 1 MiB");
     json j = json::parse(body, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      return JsonError(res, 400, "bad_request", "the body must be a JSON object");
-    }
-    if (!j.contains("user_id") || !j["user_id"].is_string() ||
-        !ValidUserId(j["user_id"].get<std::string>())) {
-      return JsonError(res, 400, "bad_request", kUserIdRule);
-    }
-    const std::string user = j["user_id"];
-    if (!j.contains("code") || !j["code"].is_string()) {
-      return JsonError(res, 400, "bad_request", "code is required and must be a string");
-    }
-    exec::ExecutionRequest request;
-    request.code = j["code"];
-    request.limits = config_.limits;
-    if (j.contains("timeout") && !j["timeout"].is_null()) {
-      if (!j["timeout"].is_number()) {
-        return JsonError(res, 400, "bad_request", "timeout must be a number of seconds");
-      }
-      request.limits.timeout_seconds = j["timeout"].get<double>();
-    }
-    if (j.contains("memory_mb") && !j["memory_mb"].is_null()) {
-      if (!j["memory_mb"].is_number_integer() || j["memory_mb"].get<int64_t>() <= 0) {
-        return JsonError(res, 400, "bad_request", "memory_mb must be a positive integer");
-      }
-      request.limits.memory_mb = j["memory_mb"].get<uint64_t>();
-    }
-    if (auto msg = exec::ValidateLimits(request.limits, config_.bounds); !msg.empty()) {
-      return JsonError(res, 400, "bad_request", msg);
-    }
-    std::vector<std::string> install_names;
-    if (j.contains("install_packages") && !j["install_packages"].is_null()) {
-      if (!IsListOfStrings(j["install_packages"]) || j["install_packages"].size() > 50) {
-        return JsonError(res, 400, "bad_request",
-                         "install_packages must be a list of at most 50 package names");
-      }
-      install_names = j["install_packages"].get<std::vector<std::string>>();
-    }
-    std::vector<FileRecord> inputs;
-    if (j.contains("file_ids") && !j["file_ids"].is_null()) {
-      if (!IsListOfStrings(j["file_ids"])) {
-        return JsonError(res, 400, "bad_request", "file_ids must be a list of file ids");
-      }
-      for (const auto& id : j["file_ids"]) {
-        auto r = files_.Get(user, id.get<std::string>());
-        if (!r) return JsonError(res, 404, "not_found", "no such file: " + id.get<std::string>());
-        inputs.push_back(*r);
-      }
-    } else {
-      inputs = files_.List(user);
-    }
-
-    switch (admission_.Enter(user)) {
-      case exec::Admission::Verdict::kRun:
-        break;
-      case exec::Admission::Verdict::kQueueFull:
-        res.set_header("Retry-After", "5");
-        return JsonError(res, 429, "rate_limited", "all execution workers and the queue are busy");
-      case exec::Admission::Verdict::kUserLimit:
-        res.set_header("Retry-After", "5");
-        return JsonError(res, 429, "rate_limited",
-                         "this user already has " + std::to_string(config_.per_user) +
-                             " executions running or queued");
-      case exec::Admission::Verdict::kShuttingDown:
-        return JsonError(res, 503, "not_ready", "the service is shutting down");
-    }
-    struct Leave {
-      exec::Admission& a;
-      const std::string& u;
-      ~Leave() { a.Leave(u); }
-    } leave{admission_, user};
-
-    for (const auto& r : inputs) {
-      request.inputs.push_back({r.file_id, r.filename, files_.PathOf(r)});
-    }
-    // Packages first: asked for, or (below) missing from a failed import.
-    packages::InstallReport installs;
-    if (!install_names.empty()) installs = packages_.Install(install_names, user);
-    packages_.NoteUsage(request.code);
-    std::error_code ec;
-    // The environment the execution mounts stays in place until it ends (its lease).
-    auto run_once = [&]() -> sandbox::Result<json> {
-      auto lease = packages_.Acquire();
-      if (!lease) return sandbox::Result<json>::Fail(lease.error());
-      request.packages_dir = lease.value() ? lease.value()->path() : std::string();
-      request.generated_dir = files_.temp_dir() + "/" + exec::NewRandomId("generated-");
-      auto ran = RunOne(request);
-      if (lease.value()) {
-        // The last execution on an environment that a newer one replaced has it removed (by the
-        // cleanup thread).
-        const bool superseded = lease.value()->name() != packages_.CurrentName();
-        lease.value().reset();
-        if (superseded) {
-          std::lock_guard<std::mutex> guard(stop_mutex_);
-          sweep_requested_ = true;
-          stop_cv_.notify_all();
-        }
-      }
-      return ran;
-    };
-    store::ExecutionRecord record;
-    record.user_id = user;
-    record.started_at = files::NowMillis();
-    auto out = run_once();
-    bool rerun = false;
-    if (out && out->value("status", "") == "error") {
-      // As the old bot did: an approved package that is missing is installed, and the code runs
-      // once more (the first run's files are dropped).
-      const std::string missing = packages::MissingModule(out->value("error", ""));
-      if (!missing.empty()) {
-        if (auto entry = packages_.InstallableForMissingModule(missing)) {
-          packages::InstallReport more = packages_.Install({entry->import_name}, user);
-          installs.packages.insert(installs.packages.end(), more.packages.begin(),
-                                   more.packages.end());
-          installs.seconds += more.seconds;
-          if (more.installed_any()) {
-            std::filesystem::remove_all(request.generated_dir, ec);
-            out = run_once();
-            rerun = true;
-          }
-        } else if (!packages_.settings().allowlist.FindImport(missing)) {
-          installs.packages.push_back(
-              {missing, "", "", "failed", packages::NotApprovedReason(missing), 0});
-        }
-      }
-    }
-    record.finished_at = files::NowMillis();
-    if (!out) {
-      std::filesystem::remove_all(request.generated_dir, ec);
-      record.execution_id = exec::NewRandomId("exec_");
-      record.status = "failed";
-      store_->InsertExecution(record);
-      metrics_.CountExecution("failed", (record.finished_at - record.started_at) / 1000.0);
-      Log({{"level", "error"},
-           {"event", "execution"},
-           {"user_id", user},
-           {"status", "failed"},
-           {"message", out.error()}});
-      return JsonError(res, 500, "internal", "the execution could not be run: " + out.error());
-    }
-    json result = std::move(out.value());
-    json stored = json::array();
-    json skipped = result.value("skipped_files", json::array());
-    for (const auto& g : result.value("generated_files", json::array())) {
-      auto adopted = files_.AdoptGenerated(user, g.value("path", ""), g.value("filename", ""));
-      if (adopted.ok()) {
-        const FileRecord& r = *adopted.value;
-        stored.push_back(
-            {{"file_id", r.file_id},
-             {"filename", r.filename},
-             {"file_type", r.file_type},
-             {"mime_type", r.mime_type},
-             {"size", r.file_size},
-             {"expires_at", r.expires_at ? json(files::Rfc3339(*r.expires_at)) : json(nullptr)}});
-      } else {
-        skipped.push_back({{"filename", g.value("filename", "")},
-                           {"size", g.value("size", 0)},
-                           {"reason", adopted.failure.message}});
-      }
-    }
-    std::filesystem::remove_all(request.generated_dir, ec);
-    result["generated_files"] = stored;
-    result["skipped_files"] = skipped;
-    result["installed_packages"] = installs.InstalledNames();
-    result["failed_packages"] = installs.Failed();
-    json details = json::array();
-    for (const auto& p : installs.packages) details.push_back(p.ToJson());
-    result["package_installs"] = details;
-    result["package_install_seconds"] = std::round(installs.seconds * 1000) / 1000;
-    if (rerun) result["rerun_after_install"] = true;
-    record.execution_id = result.value("execution_id", "");
-    record.status = result.value("status", "");
-    record.return_code = result.value("return_code", 0);
-    record.execution_time = result.value("execution_time", 0.0);
-    if (result["resources"]["cpu_time"].is_number()) {
-      record.cpu_time = result["resources"]["cpu_time"].get<double>();
-    }
-    if (result["resources"]["peak_memory_bytes"].is_number()) {
-      record.peak_memory_bytes = result["resources"]["peak_memory_bytes"].get<uint64_t>();
-    }
-    record.generated_files = stored.size();
-    store_->InsertExecution(record);
-    metrics_.CountExecution(record.status, record.execution_time);
-    Log({{"level", "info"},
-         {"event", "execution"},
-         {"execution_id", record.execution_id},
-         {"user_id", user},
-         {"status", record.status},
-         {"return_code", record.return_code},
-         {"execution_time", record.execution_time},
-         {"inputs", inputs.size()},
-         {"generated_files", stored.size()}});
-    JsonOk(res, 200, result);
+    Execute(j, res);
   });
+}
+
+void Service::Execute(const json& j, httplib::Response& res) {
+  if (j.is_discarded() || !j.is_object()) {
+    return JsonError(res, 400, "bad_request", "the body must be a JSON object");
+  }
+  if (!j.contains("user_id") || !j["user_id"].is_string() ||
+      !ValidUserId(j["user_id"].get<std::string>())) {
+    return JsonError(res, 400, "bad_request", kUserIdRule);
+  }
+  const std::string user = j["user_id"];
+  if (!j.contains("code") || !j["code"].is_string()) {
+    return JsonError(res, 400, "bad_request", "code is required and must be a string");
+  }
+  exec::ExecutionRequest request;
+  request.code = j["code"];
+  request.limits = config_.limits;
+  if (j.contains("timeout") && !j["timeout"].is_null()) {
+    if (!j["timeout"].is_number()) {
+      return JsonError(res, 400, "bad_request", "timeout must be a number of seconds");
+    }
+    request.limits.timeout_seconds = j["timeout"].get<double>();
+  }
+  if (j.contains("memory_mb") && !j["memory_mb"].is_null()) {
+    if (!j["memory_mb"].is_number_integer() || j["memory_mb"].get<int64_t>() <= 0) {
+      return JsonError(res, 400, "bad_request", "memory_mb must be a positive integer");
+    }
+    request.limits.memory_mb = j["memory_mb"].get<uint64_t>();
+  }
+  if (auto msg = exec::ValidateLimits(request.limits, config_.bounds); !msg.empty()) {
+    return JsonError(res, 400, "bad_request", msg);
+  }
+  std::vector<std::string> install_names;
+  if (j.contains("install_packages") && !j["install_packages"].is_null()) {
+    if (!IsListOfStrings(j["install_packages"]) || j["install_packages"].size() > 50) {
+      return JsonError(res, 400, "bad_request",
+                       "install_packages must be a list of at most 50 package names");
+    }
+    install_names = j["install_packages"].get<std::vector<std::string>>();
+  }
+  std::vector<FileRecord> inputs;
+  if (j.contains("file_ids") && !j["file_ids"].is_null()) {
+    if (!IsListOfStrings(j["file_ids"])) {
+      return JsonError(res, 400, "bad_request", "file_ids must be a list of file ids");
+    }
+    for (const auto& id : j["file_ids"]) {
+      auto r = files_.Get(user, id.get<std::string>());
+      if (!r) return JsonError(res, 404, "not_found", "no such file: " + id.get<std::string>());
+      inputs.push_back(*r);
+    }
+  } else {
+    inputs = files_.List(user);
+  }
+
+  switch (admission_.Enter(user)) {
+    case exec::Admission::Verdict::kRun:
+      break;
+    case exec::Admission::Verdict::kQueueFull:
+      res.set_header("Retry-After", "5");
+      return JsonError(res, 429, "rate_limited", "all execution workers and the queue are busy");
+    case exec::Admission::Verdict::kUserLimit:
+      res.set_header("Retry-After", "5");
+      return JsonError(res, 429, "rate_limited",
+                       "this user already has " + std::to_string(config_.per_user) +
+                           " executions running or queued");
+    case exec::Admission::Verdict::kShuttingDown:
+      return JsonError(res, 503, "not_ready", "the service is shutting down");
+  }
+  struct Leave {
+    exec::Admission& a;
+    const std::string& u;
+    ~Leave() { a.Leave(u); }
+  } leave{admission_, user};
+
+  for (const auto& r : inputs) {
+    request.inputs.push_back({r.file_id, r.filename, files_.PathOf(r)});
+  }
+  // Packages first: asked for, or (below) missing from a failed import.
+  packages::InstallReport installs;
+  if (!install_names.empty()) installs = packages_.Install(install_names, user);
+  packages_.NoteUsage(request.code);
+  std::error_code ec;
+  // The environment the execution mounts stays in place until it ends (its lease).
+  auto run_once = [&]() -> sandbox::Result<json> {
+    auto lease = packages_.Acquire();
+    if (!lease) return sandbox::Result<json>::Fail(lease.error());
+    request.packages_dir = lease.value() ? lease.value()->path() : std::string();
+    request.generated_dir = files_.temp_dir() + "/" + exec::NewRandomId("generated-");
+    auto ran = RunOne(request);
+    if (lease.value()) {
+      // The last execution on an environment that a newer one replaced has it removed (by the
+      // cleanup thread).
+      const bool superseded = lease.value()->name() != packages_.CurrentName();
+      lease.value().reset();
+      if (superseded) {
+        std::lock_guard<std::mutex> guard(stop_mutex_);
+        sweep_requested_ = true;
+        stop_cv_.notify_all();
+      }
+    }
+    return ran;
+  };
+  store::ExecutionRecord record;
+  record.user_id = user;
+  record.started_at = files::NowMillis();
+  auto out = run_once();
+  bool rerun = false;
+  if (out && out->value("status", "") == "error") {
+    // As the old bot did: an approved package that is missing is installed, and the code runs
+    // once more (the first run's files are dropped).
+    const std::string missing = packages::MissingModule(out->value("error", ""));
+    if (!missing.empty()) {
+      if (auto entry = packages_.InstallableForMissingModule(missing)) {
+        packages::InstallReport more = packages_.Install({entry->import_name}, user);
+        installs.packages.insert(installs.packages.end(), more.packages.begin(),
+                                 more.packages.end());
+        installs.seconds += more.seconds;
+        if (more.installed_any()) {
+          std::filesystem::remove_all(request.generated_dir, ec);
+          out = run_once();
+          rerun = true;
+        }
+      } else if (!packages_.settings().allowlist.FindImport(missing)) {
+        installs.packages.push_back(
+            {missing, "", "", "failed", packages::NotApprovedReason(missing), 0});
+      }
+    }
+  }
+  record.finished_at = files::NowMillis();
+  if (!out) {
+    std::filesystem::remove_all(request.generated_dir, ec);
+    record.execution_id = exec::NewRandomId("exec_");
+    record.status = "failed";
+    store_->InsertExecution(record);
+    metrics_.CountExecution("failed", (record.finished_at - record.started_at) / 1000.0);
+    Log({{"level", "error"},
+         {"event", "execution"},
+         {"user_id", user},
+         {"status", "failed"},
+         {"message", out.error()}});
+    return JsonError(res, 500, "internal", "the execution could not be run: " + out.error());
+  }
+  json result = std::move(out.value());
+  json stored = json::array();
+  json skipped = result.value("skipped_files", json::array());
+  for (const auto& g : result.value("generated_files", json::array())) {
+    auto adopted = files_.AdoptGenerated(user, g.value("path", ""), g.value("filename", ""));
+    if (adopted.ok()) {
+      const FileRecord& r = *adopted.value;
+      stored.push_back(
+          {{"file_id", r.file_id},
+           {"filename", r.filename},
+           {"file_type", r.file_type},
+           {"mime_type", r.mime_type},
+           {"size", r.file_size},
+           {"expires_at", r.expires_at ? json(files::Rfc3339(*r.expires_at)) : json(nullptr)}});
+    } else {
+      skipped.push_back({{"filename", g.value("filename", "")},
+                         {"size", g.value("size", 0)},
+                         {"reason", adopted.failure.message}});
+    }
+  }
+  std::filesystem::remove_all(request.generated_dir, ec);
+  result["generated_files"] = stored;
+  result["skipped_files"] = skipped;
+  result["installed_packages"] = installs.InstalledNames();
+  result["failed_packages"] = installs.Failed();
+  json details = json::array();
+  for (const auto& p : installs.packages) details.push_back(p.ToJson());
+  result["package_installs"] = details;
+  result["package_install_seconds"] = std::round(installs.seconds * 1000) / 1000;
+  if (rerun) result["rerun_after_install"] = true;
+  record.execution_id = result.value("execution_id", "");
+  record.status = result.value("status", "");
+  record.return_code = result.value("return_code", 0);
+  record.execution_time = result.value("execution_time", 0.0);
+  if (result["resources"]["cpu_time"].is_number()) {
+    record.cpu_time = result["resources"]["cpu_time"].get<double>();
+  }
+  if (result["resources"]["peak_memory_bytes"].is_number()) {
+    record.peak_memory_bytes = result["resources"]["peak_memory_bytes"].get<uint64_t>();
+  }
+  record.generated_files = stored.size();
+  store_->InsertExecution(record);
+  metrics_.CountExecution(record.status, record.execution_time);
+  Log({{"level", "info"},
+       {"event", "execution"},
+       {"execution_id", record.execution_id},
+       {"user_id", user},
+       {"status", record.status},
+       {"return_code", record.return_code},
+       {"execution_time", record.execution_time},
+       {"inputs", inputs.size()},
+       {"generated_files", stored.size()}});
+  JsonOk(res, 200, result);
 }
 
 void Service::PackageRoutes() {

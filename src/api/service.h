@@ -20,6 +20,7 @@
 
 namespace httplib {
 class Server;
+struct Response;
 }
 
 namespace codecell::api {
@@ -53,6 +54,9 @@ class Service {
   nlohmann::json Status();
   sandbox::Result<nlohmann::json> RunOne(exec::ExecutionRequest& request);
   void PackageRoutes();
+  // POST /v1/executions once its body is parsed (also the tool-call endpoint's
+  // execute_python_code): answers on `res`.
+  void Execute(const nlohmann::json& body, httplib::Response& res);
   // pip's sandbox, through a helper process like every cold execution.
   sandbox::Result<nlohmann::json> RunInstaller(exec::ExecutionRequest& request);
 
