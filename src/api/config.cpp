@@ -180,7 +180,8 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
             "cleanup.interval_minutes", 0.01, 1e6) &&
         num(t["shutdown"]["grace_seconds"], c.shutdown_grace_seconds, "shutdown.grace_seconds", 0,
             3600) &&
-        num(t["interpreters"]["pool"], c.warm.pool_size, "interpreters.pool", 1, 64);
+        num(t["interpreters"]["pool"], c.warm.pool_size, "interpreters.pool", 1, 64) &&
+        num(t["tools"]["budget_chars"], c.tool_budget_chars, "tools.budget_chars", 200, 1e6);
     if (!ok) return R::Fail(error);
     if (auto e = ParsePackages(t, file, c.packages); !e.empty()) return R::Fail(e);
     if (auto warm = t["interpreters"]["warm"]) {

@@ -26,6 +26,7 @@ struct ServiceConfig {
   double shutdown_grace_seconds = 30;
   exec::WarmSettings warm;             // [interpreters]: the zygote and its pool
   packages::PackageSettings packages;  // [packages]: approved packages on demand
+  size_t tool_budget_chars = 8000;     // [tools] budget_chars: per stream in a tool message
   std::string config_file;             // where the TOML came from ("" = none)
 };
 

@@ -12,7 +12,9 @@
 #include <iostream>
 #include <regex>
 
+#include "api/tools.h"
 #include "exec/ids.h"
+#include "runner/runner_files.h"
 
 namespace codecell::api {
 namespace {
@@ -303,7 +305,7 @@ void Service::Routes() {
     // httplib answers 404 (or 400, for PUT/PATCH) when no route matched, without a body; on a
     // known path that means another method: 405.
     static const std::regex known(
-        R"(/healthz|/metrics|/v1/(status|cleanup|executions|packages(/refresh)?|files(/[^/]+(/content)?)?))");
+        R"(/healthz|/metrics|/v1/(status|cleanup|executions|tools|tool-calls|packages(/refresh)?|files(/[^/]+(/content)?)?))");
     if ((res.status == 404 || res.status == 400) && std::regex_match(req.path, known)) {
       return JsonError(res, 405, "method_not_allowed",
                        req.method + " is not supported on " + req.path);
@@ -701,6 +703,162 @@ void Service::Execute(const json& j, httplib::Response& res) {
   JsonOk(res, 200, result);
 }
 
+ToolLimits Service::ToolLimitsNow() const {
+  ToolLimits l;
+  l.default_timeout_seconds = config_.limits.timeout_seconds;
+  l.max_timeout_seconds = config_.bounds.max_timeout_seconds;
+  l.memory_mb = config_.limits.memory_mb;
+  l.file_lifetime_hours = config_.files.lifetime_hours;
+  l.max_generated_files = config_.limits.max_generated_files;
+  l.budget_chars = config_.tool_budget_chars;
+  return l;
+}
+
+json Service::CallTool(const std::string& user, const ParsedToolCall& call) {
+  const ToolLimits limits = ToolLimitsNow();
+  json attachments = json::array();
+  json result = nullptr;
+  std::string content;
+  const json& args = call.arguments;
+  auto text_arg = [&](const char* key) -> std::optional<std::string> {
+    if (!args.contains(key) || !args[key].is_string()) return std::nullopt;
+    return args[key].get<std::string>();
+  };
+  // An execution through the same path as POST /v1/executions (admission, limits, files).
+  auto execute = [&](json body) {
+    body["user_id"] = user;  // never the model's: a user_id in the arguments is ignored
+    httplib::Response inner;
+    Execute(body, inner);
+    json answer = json::parse(inner.body, nullptr, false);
+    if (inner.status != 200 || !answer.is_object()) {
+      std::string message = answer.is_object() && answer.contains("error")
+                                ? answer["error"].value("message", "")
+                                : "status " + std::to_string(inner.status);
+      content = "Error: the code could not be run: " + message +
+                (inner.status == 429 ? ". Try again in a few seconds." : ".");
+      return;
+    }
+    content = ExecutionContent(answer, limits.budget_chars);
+    for (const auto& f : answer.value("generated_files", json::array())) {
+      const std::string id = f.value("file_id", "");
+      attachments.push_back({{"file_id", id},
+                             {"filename", f.value("filename", "")},
+                             {"mime_type", f.value("mime_type", "")},
+                             {"size", f.value("size", 0)},
+                             {"download_path", "/v1/files/" + id + "/content?user_id=" + user}});
+    }
+    result = std::move(answer);
+  };
+  // A file the model names by id or by name (its own earlier upload list shows both).
+  auto find_file = [&](const std::string& ref) -> std::optional<FileRecord> {
+    if (auto r = files_.Get(user, ref)) return r;
+    for (auto& r : files_.List(user)) {
+      if (r.filename == ref) return r;
+    }
+    return std::nullopt;
+  };
+
+  if (!call.error.empty()) {
+    content = "Error: " + call.error + ".";
+  } else if (call.name == "execute_python_code") {
+    auto code = text_arg("code");
+    if (!code) {
+      content = "Error: execute_python_code needs a \"code\" argument: a string of Python code.";
+    } else if (args.contains("timeout") && !args["timeout"].is_null() &&
+               !args["timeout"].is_number()) {
+      content = "Error: \"timeout\" must be a number of seconds.";
+    } else {
+      json body = {{"code", *code}};
+      if (args.contains("timeout") && args["timeout"].is_number())
+        body["timeout"] = args["timeout"];
+      if (args.contains("install_packages") && args["install_packages"].is_array()) {
+        body["install_packages"] = args["install_packages"];
+      }
+      execute(std::move(body));
+    }
+  } else if (call.name == "analyze_data_file") {
+    auto ref = text_arg("file_id");
+    const std::string kind = text_arg("analysis_type").value_or("summary");
+    static const std::set<std::string> kKinds = {"summary", "correlation", "distribution",
+                                                 "comprehensive"};
+    std::optional<FileRecord> file = ref ? find_file(*ref) : std::nullopt;
+    if (!ref) {
+      content = "Error: analyze_data_file needs a \"file_id\" argument (see list_files).";
+    } else if (kKinds.count(kind) == 0) {
+      content =
+          "Error: analysis_type must be one of summary, correlation, distribution, "
+          "comprehensive.";
+    } else if (!file) {
+      content = "Error: the user has no file '" + *ref + "'; list_files shows their files.";
+    } else {
+      execute({{"code", std::string(runner::kAnalyzeSource) + "\nanalyze(" +
+                            json(file->file_id).dump() + ", " + json(kind).dump() + ")\n"},
+               {"file_ids", json::array({file->file_id})}});
+    }
+  } else if (call.name == "list_files") {
+    auto list = files_.List(user);
+    json listed = json::array();
+    content = list.empty() ? "The user has no files." : "The user's files:";
+    for (const auto& r : list) {
+      content += "\n- " + r.filename + " (file_id " + r.file_id + ", " + r.file_type + ", " +
+                 std::to_string(r.file_size) + " bytes, expires " +
+                 (r.expires_at ? files::Rfc3339(*r.expires_at) : std::string("never")) + ")";
+      listed.push_back(FileObject(r));
+    }
+    result = {{"files", listed}};
+  } else if (call.name == "delete_file") {
+    auto ref = text_arg("file_id");
+    auto file = ref ? files_.Get(user, *ref) : std::nullopt;
+    if (!ref) {
+      content = "Error: delete_file needs a \"file_id\" argument (see list_files).";
+    } else if (!file || !files_.Delete(user, file->file_id)) {
+      content = "Error: the user has no file with id '" + *ref + "'; list_files shows their files.";
+    } else {
+      content = "Deleted " + file->filename + " (file_id " + file->file_id + ").";
+    }
+  } else {
+    content = "Error: there is no tool named '" + call.name +
+              "'. The tools are execute_python_code, analyze_data_file, list_files and "
+              "delete_file.";
+  }
+  return {{"message", {{"role", "tool"}, {"tool_call_id", call.id}, {"content", content}}},
+          {"attachments", attachments},
+          {"result", result}};
+}
+
+void Service::ToolRoutes() {
+  httplib::Server& s = *server_;
+  s.Get("/v1/tools", [this](const httplib::Request&, httplib::Response& res) {
+    JsonOk(res, 200, {{"tools", ToolDefinitions(ToolLimitsNow())}});
+  });
+  s.Post("/v1/tool-calls", [this](const httplib::Request& req, httplib::Response& res) {
+    if (req.body.size() > kMaxJsonBody) {
+      return JsonError(res, 413, "too_large", "the request body is over 1 MiB");
+    }
+    json j = json::parse(req.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return JsonError(res, 400, "bad_request", "the body must be a JSON object");
+    }
+    // The user is the bot's (authenticated) statement, never the model's arguments.
+    if (!j.contains("user_id") || !j["user_id"].is_string() ||
+        !ValidUserId(j["user_id"].get<std::string>())) {
+      return JsonError(res, 400, "bad_request", kUserIdRule);
+    }
+    if (!j.contains("tool_call") || !j["tool_call"].is_object()) {
+      return JsonError(res, 400, "bad_request",
+                       "tool_call is required: the model's tool call as the API returned it");
+    }
+    ParsedToolCall call = ParseToolCall(j["tool_call"]);
+    json out = CallTool(j["user_id"], call);
+    Log({{"level", "info"},
+         {"event", "tool_call"},
+         {"user_id", j["user_id"]},
+         {"tool", call.name},
+         {"malformed", !call.error.empty()}});
+    JsonOk(res, 200, out);
+  });
+}
+
 void Service::PackageRoutes() {
   httplib::Server& s = *server_;
   s.Get("/v1/packages", [this](const httplib::Request&, httplib::Response& res) {
@@ -795,6 +953,7 @@ bool Service::Run(std::string& error) {
   s.set_keep_alive_max_count(100);
   Routes();
   PackageRoutes();
+  ToolRoutes();
   if (auto packages = packages_.Init(); !packages) {
     // Executions still run (without installed packages); installs report this error.
     Log({{"level", "error"}, {"event", "packages"}, {"message", packages.error()}});

@@ -11,6 +11,7 @@
 
 #include "api/config.h"
 #include "api/metrics.h"
+#include "api/tools.h"
 #include "exec/admission.h"
 #include "exec/helper_process.h"
 #include "exec/zygote_supervisor.h"
@@ -21,7 +22,7 @@
 namespace httplib {
 class Server;
 struct Response;
-}
+}  // namespace httplib
 
 namespace codecell::api {
 
@@ -54,6 +55,10 @@ class Service {
   nlohmann::json Status();
   sandbox::Result<nlohmann::json> RunOne(exec::ExecutionRequest& request);
   void PackageRoutes();
+  void ToolRoutes();
+  ToolLimits ToolLimitsNow() const;
+  // One tool call of the model for `user`: {"message": <role tool>, "attachments", "result"}.
+  nlohmann::json CallTool(const std::string& user, const ParsedToolCall& call);
   // POST /v1/executions once its body is parsed (also the tool-call endpoint's
   // execute_python_code): answers on `res`.
   void Execute(const nlohmann::json& body, httplib::Response& res);

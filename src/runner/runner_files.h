@@ -8,6 +8,9 @@ namespace codecell::runner {
 
 // src/runner/runner.py, compiled in (see cmake/embed_runner.cmake).
 extern const char* const kRunnerSource;
+// src/runner/analyze.py: defines analyze(file_ref, analysis_type); the analyze_data_file tool runs
+// it as an execution's code, followed by one call.
+extern const char* const kAnalyzeSource;
 
 // Where the runner's files are bound inside the sandbox, and the interpreter used.
 inline constexpr const char* kInsideDir = "/run/codecell";

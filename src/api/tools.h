@@ -1,0 +1,42 @@
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace codecell::api {
+
+// The model-facing side (issue 6): tool definitions in OpenAI's function-calling format, the
+// parsing of a tool call as OpenAI returns it, and the text a tool message carries back.
+struct ToolLimits {
+  double default_timeout_seconds = 60, max_timeout_seconds = 300;
+  uint64_t memory_mb = 1024;
+  double file_lifetime_hours = 48;
+  size_t max_generated_files = 50;
+  size_t budget_chars = 8000;  // per stream (stdout, stderr) in a tool message's content
+};
+
+// [{"type": "function", "function": {"name", "description", "parameters"}}, ...]: the four tools,
+// with descriptions written for a model (where files are, what comes back, the limits).
+nlohmann::json ToolDefinitions(const ToolLimits& limits);
+
+struct ParsedToolCall {
+  std::string id;    // the call's id ("" when absent)
+  std::string name;  // the function's name ("" when absent)
+  nlohmann::json arguments = nlohmann::json::object();
+  std::string error;  // non-empty: the call or its arguments are malformed (said to the model)
+};
+
+// `tool_call`: {"id", "type": "function", "function": {"name", "arguments": "<JSON text>"}} (the
+// arguments may also be an object). Never throws.
+ParsedToolCall ParseToolCall(const nlohmann::json& tool_call);
+
+// `text` cut to `budget` characters (UTF-8 aware): the head and the tail are kept (a traceback's
+// last line matters most), with a note in between saying how much was cut.
+std::string WithinBudget(const std::string& text, size_t budget);
+
+// The content of execute_python_code's (and analyze_data_file's) tool message, from an
+// execution result: the status in words, stdout, stderr (with the traceback), generated files,
+// package installs; each stream within `budget` characters.
+std::string ExecutionContent(const nlohmann::json& result, size_t budget);
+
+}  // namespace codecell::api
