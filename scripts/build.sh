@@ -19,6 +19,8 @@ packages=(
   python3-pytest bubblewrap curl util-linux
   # the package tests build their own wheels
   python3-setuptools python3-wheel
+  # the Python client (clients/python) and its example discord.py cog
+  python3-aiohttp python3-discord
 )
 missing=()
 for p in "${packages[@]}"; do
