@@ -11,60 +11,18 @@ import importlib.util
 import io
 import json
 import os
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from test_runner import Sandbox as RunnerSandbox  # the runner's harness (tests/runner)
+
 SRC = Path(__file__).resolve().parents[2] / "src" / "runner"
-RUNNER = SRC / "runner.py"
 ANALYZE = (SRC / "analyze.py").read_text(encoding="utf-8")
-PYTHON = os.environ.get("CODECELL_TEST_PYTHON", "/usr/bin/python3")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-
-class Sandbox:
-    def __init__(self, root: Path):
-        self.root = root
-        self.run_dir = root / "run"
-        self.data_dir = root / "data"
-        self.run_dir.mkdir()
-        self.data_dir.mkdir()
-        self.files = []
-
-    def add(self, name, content):
-        """Put a file in the data dir and attach it (files.json); returns its file_id."""
-        path = self.data_dir / name
-        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-        file_id = f"file-{len(self.files)}"
-        self.files.append({"file_id": file_id, "filename": name, "path": str(path)})
-        return file_id
-
-    def run(self, code, timeout=120):
-        (self.run_dir / "code.py").write_bytes(code.encode("utf-8"))
-        (self.run_dir / "files.json").write_text(json.dumps({"files": self.files}))
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(self.root),
-            "LANG": "C.UTF-8",
-            "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(self.root / "mpl"),
-            "CODECELL_RUNNER_DIR": str(self.run_dir),
-            "CODECELL_DATA_DIR_INSIDE": str(self.data_dir),
-        }
-        p = subprocess.run([PYTHON, "-I", "-B", "-u", str(RUNNER)], cwd=self.data_dir, env=env,
-                           capture_output=True, timeout=timeout)
-        return Result(p.returncode, p.stdout.decode("utf-8", "replace"),
-                      p.stderr.decode("utf-8", "replace"))
-
+class Sandbox(RunnerSandbox):
     def analyze(self, file_id, analysis_type):
         return self.run(ANALYZE + f"\nanalyze({file_id!r}, {analysis_type!r})\n")
 
