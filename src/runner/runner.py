@@ -405,6 +405,11 @@ def _add_package_env(prefix):
                 found.append(path)
     for path in found:
         site.addsitedir(path)
+    # Python processes the code starts (subprocess.run([sys.executable, "script.py"])) find the
+    # packages too: PYTHONPATH (without the .pth processing site gives this process).
+    if found:
+        inherited = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(found + ([inherited] if inherited else []))
 
 
 def _main():

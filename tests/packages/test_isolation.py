@@ -110,3 +110,14 @@ print("@@" + json.dumps({{"file": ccdemo_alpha.__file__, "writes": results, "pat
     data = [f for f in find_named(host_env, "data.txt") if "ccdemo_alpha" in f]
     assert data and all(open(f).read().strip() == wheels.alpha_data for f in data), data
 
+
+
+def test_python_subprocesses_of_the_code_find_installed_packages(daemon, wheels):
+    daemon.install("ccdemo_alpha")
+    code = ("import subprocess, sys\n"
+            "r = subprocess.run([sys.executable, '-c', 'import ccdemo_alpha; "
+            "print(ccdemo_alpha.VALUE)'], capture_output=True, text=True)\n"
+            "print(r.returncode, r.stdout.strip(), r.stderr.strip()[-300:])\n")
+    res = daemon.execute(code)
+    assert_ok(res, daemon)
+    assert output_lines(res)[0].split() == ["0", "alpha-1"], res
