@@ -6,8 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "exec/helper_process.h"
 #include "runner/runner_files.h"
@@ -78,9 +81,28 @@ ZygoteSupervisor::ZygoteSupervisor(std::string self_exe, std::string data_dir,
 
 ZygoteSupervisor::~ZygoteSupervisor() { Stop(); }
 
+size_t SweepStaleZygoteSockets(const std::string& dir) {
+  size_t removed = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("zygote-", 0) != 0 || name.size() < 5 ||
+        name.compare(name.size() - 5, 5, ".sock") != 0) {
+      continue;
+    }
+    char* end = nullptr;
+    const long pid = std::strtol(name.c_str() + 7, &end, 10);
+    if (pid <= 0 || end == nullptr || *end != '-') continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    if (::unlink(e.path().c_str()) == 0) ++removed;
+  }
+  return removed;
+}
+
 void ZygoteSupervisor::Start() {
   if (!settings_.enabled) return;
   sandbox::MakeDirs("/run/codecell", 0700);
+  SweepStaleZygoteSockets("/run/codecell");
   for (auto& z : zygotes_) {
     Zygote& zygote = *z;
     zygote.thread = std::thread([this, &zygote] { Loop(zygote); });

@@ -31,6 +31,10 @@ std::vector<std::string> BasePreload();
 // miss only costs time: the code then imports the package itself.
 bool WantsFullPreload(std::string_view code, const std::vector<std::string>& preload);
 
+// Removes `dir`/zygote-<pid>-<name>.sock files whose service (pid) is gone: a SIGKILLed service's
+// zygotes die with it (PR_SET_PDEATHSIG) without removing their sockets. Returns how many went.
+size_t SweepStaleZygoteSockets(const std::string& dir);
+
 // Keeps two `codecell zygote` processes running for the service, "base" and "full": starts each
 // with a from-scratch environment, waits for its ready line, and restarts it (1 s, 2 s, ... up to
 // 30 s apart) whenever it dies. Executions that find no ready zygote run cold.

@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -141,6 +143,22 @@ TEST(SpecWire, MalformedSpecsAreRefusedWithTheReason) {
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().find("malformed sandbox spec"), std::string::npos) << bad.error();
   EXPECT_FALSE(sandbox::SpecFromJson(nlohmann::json::parse("[]"), spec));
+}
+
+TEST(ZygoteSockets, OnlyThoseOfDeadServicesAreSwept) {
+  TempDir dir;
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  ::waitpid(dead, nullptr, 0);  // reaped: its pid names nobody now
+  const std::string stale = dir.path() + "/zygote-" + std::to_string(dead) + "-full.sock";
+  const std::string live = dir.path() + "/zygote-" + std::to_string(::getpid()) + "-base.sock";
+  const std::string other = dir.path() + "/zygote-notapid.sock";
+  for (const auto& p : {stale, live, other}) std::ofstream(p) << "";
+  EXPECT_EQ(exec::SweepStaleZygoteSockets(dir.path()), 1u);
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(live));
+  EXPECT_TRUE(std::filesystem::exists(other));
 }
 
 TEST(ZygoteChoice, HeavyImportsGoToTheFullZygote) {
