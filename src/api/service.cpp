@@ -149,6 +149,20 @@ void RaiseListenBacklog(int port) {
   }
 }
 
+// A small JSON object body (routes without a content reader); answers 413 or 400 itself.
+std::optional<json> JsonObjectBody(const httplib::Request& req, httplib::Response& res) {
+  if (req.body.size() > kMaxJsonBody) {
+    JsonError(res, 413, "too_large", "the request body is over 1 MiB");
+    return std::nullopt;
+  }
+  json j = json::parse(req.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    JsonError(res, 400, "bad_request", "the body must be a JSON object");
+    return std::nullopt;
+  }
+  return j;
+}
+
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
   unsigned char diff = 0;
@@ -832,13 +846,9 @@ void Service::ToolRoutes() {
     JsonOk(res, 200, {{"tools", ToolDefinitions(ToolLimitsNow())}});
   });
   s.Post("/v1/tool-calls", [this](const httplib::Request& req, httplib::Response& res) {
-    if (req.body.size() > kMaxJsonBody) {
-      return JsonError(res, 413, "too_large", "the request body is over 1 MiB");
-    }
-    json j = json::parse(req.body, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      return JsonError(res, 400, "bad_request", "the body must be a JSON object");
-    }
+    auto body = JsonObjectBody(req, res);
+    if (!body) return;
+    const json& j = *body;
     // The user is the bot's (authenticated) statement, never the model's arguments.
     if (!j.contains("user_id") || !j["user_id"].is_string() ||
         !ValidUserId(j["user_id"].get<std::string>())) {
@@ -865,13 +875,9 @@ void Service::PackageRoutes() {
     JsonOk(res, 200, packages_.List());
   });
   s.Post("/v1/packages", [this](const httplib::Request& req, httplib::Response& res) {
-    if (req.body.size() > kMaxJsonBody) {
-      return JsonError(res, 413, "too_large", "the request body is too large");
-    }
-    json j = json::parse(req.body, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      return JsonError(res, 400, "bad_request", "the body must be a JSON object");
-    }
+    auto body = JsonObjectBody(req, res);
+    if (!body) return;
+    const json& j = *body;
     if (!j.contains("packages") || !IsListOfStrings(j["packages"]) || j["packages"].empty() ||
         j["packages"].size() > 50) {
       return JsonError(res, 400, "bad_request",
