@@ -39,3 +39,22 @@ fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)"
+
+# The MCP tests drive codecell with the official TypeScript SDK's client, from the npm registry
+# (pinned by tests/mcp/package-lock.json). Debian 12's nodejs (18) is enough.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "codecell: node and npm are missing (the MCP tests need them); run as root" >&2
+    exit 1
+  fi
+  echo "codecell: installing nodejs npm" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq nodejs npm >/dev/null
+fi
+mkdir -p build/mcp-client
+if ! cmp -s tests/mcp/package-lock.json build/mcp-client/package-lock.json ||
+  [ ! -d build/mcp-client/node_modules/@modelcontextprotocol/sdk ]; then
+  cp tests/mcp/package.json tests/mcp/package-lock.json build/mcp-client/
+  (cd build/mcp-client && npm ci --no-audit --no-fund --loglevel=error)
+fi

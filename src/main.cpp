@@ -31,6 +31,7 @@ int main(int argc, char** argv, char** envp) {
   auto execute = codecell::cli::AddExecuteHelperCommand(app);
   auto zygote = codecell::cli::AddZygoteCommand(app);
   auto packages = codecell::cli::AddPackagesCommand(app);
+  auto mcp = codecell::cli::AddMcpCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -44,5 +45,6 @@ int main(int argc, char** argv, char** envp) {
   if (app.got_subcommand("__execute")) return execute();
   if (app.got_subcommand("zygote")) return zygote();
   if (app.got_subcommand("packages")) return packages();
+  if (app.got_subcommand("mcp")) return mcp();
   return 2;
 }

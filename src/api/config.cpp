@@ -110,6 +110,14 @@ std::string ParsePackages(const toml::table& t, const std::string& file,
 
 }  // namespace
 
+bool ValidUserId(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (unsigned char c : id) {
+    if (!(std::isalnum(c) || c == '_' || c == '.' || c == ':' || c == '-')) return false;
+  }
+  return true;
+}
+
 bool IsLoopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
@@ -211,6 +219,25 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
       }
       c.files.evict_oldest = over_quota == "evict_oldest";
     }
+    if (auto origins = t["mcp"]["allowed_origins"]) {
+      auto list = origins.as_array();
+      if (list == nullptr) return R::Fail(file + ": mcp.allowed_origins must be a list");
+      for (const auto& o : *list) {
+        auto v = o.value<std::string>();
+        if (!v || v->empty()) {
+          return R::Fail(file +
+                         ": mcp.allowed_origins must be origins like "
+                         "\"https://chat.example.com\"");
+        }
+        c.mcp_allowed_origins.push_back(*v);
+      }
+    }
+    if (!str(t["mcp"]["default_user"], c.mcp_default_user, "mcp.default_user")) {
+      return R::Fail(error);
+    }
+    if (!ValidUserId(c.mcp_default_user)) {
+      return R::Fail(file + ": mcp.default_user must be 1-128 characters of A-Z a-z 0-9 _ . : -");
+    }
     if (auto keys = t["api_keys"].as_array()) {
       for (const auto& k : *keys) {
         auto v = k.value<std::string>();
@@ -243,6 +270,7 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
   }
   if (const char* v = env("CODECELL_DATA_DIR")) c.data_dir = v;
   if (const char* v = env("CODECELL_API_KEYS")) c.api_keys = SplitCommas(v);
+  if (const char* v = env("CODECELL_MCP_ALLOWED_ORIGINS")) c.mcp_allowed_origins = SplitCommas(v);
   if (const char* v = env("CODECELL_WARM_INTERPRETERS")) {
     std::string s = v;
     if (s != "true" && s != "false" && s != "1" && s != "0") {

@@ -27,7 +27,11 @@ struct ServiceConfig {
   exec::WarmSettings warm;             // [interpreters]: the zygote and its pool
   packages::PackageSettings packages;  // [packages]: approved packages on demand
   size_t tool_budget_chars = 8000;     // [tools] budget_chars: per stream in a tool message
-  std::string config_file;             // where the TOML came from ("" = none)
+  // [mcp]: Streamable HTTP at /mcp. Origins allowed besides loopback ones (DNS rebinding), and
+  // the user of a session whose client names none.
+  std::vector<std::string> mcp_allowed_origins;
+  std::string mcp_default_user = "mcp";
+  std::string config_file;  // where the TOML came from ("" = none)
 };
 
 struct ConfigOverrides {  // from flags; empty = not given
@@ -39,6 +43,9 @@ struct ConfigOverrides {  // from flags; empty = not given
 sandbox::Result<ServiceConfig> LoadServiceConfig(const ConfigOverrides& flags);
 
 bool IsLoopback(const std::string& host);
+
+// SPEC's user_id: 1-128 characters of A-Z a-z 0-9 _ . : -
+bool ValidUserId(const std::string& id);
 
 // "a, b,c" -> {"a", "b", "c"}: items trimmed of spaces and tabs, empty ones dropped (API keys,
 // preload lists).

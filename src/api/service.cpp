@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <regex>
 
@@ -24,7 +25,7 @@ using store::FileRecord;
 
 constexpr size_t kMaxJsonBody = 1u << 20;
 constexpr const char* kUserIdRule = "user_id is required: 1-128 characters of A-Z a-z 0-9 _ . : -";
-constexpr const char* kVersion = "0.2.0";
+constexpr const char* kVersion = CODECELL_VERSION;
 
 thread_local std::chrono::steady_clock::time_point request_started;
 
@@ -51,14 +52,6 @@ void JsonOk(httplib::Response& res, int status, const json& body) {
 bool IsListOfStrings(const json& v) {
   return v.is_array() &&
          std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_string(); });
-}
-
-bool ValidUserId(const std::string& id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (unsigned char c : id) {
-    if (!(std::isalnum(c) || c == '_' || c == '.' || c == ':' || c == '-')) return false;
-  }
-  return true;
 }
 
 // The user id of a query string; answers 400 itself when it is missing or malformed.
@@ -185,7 +178,8 @@ Service::Service(ServiceConfig config, std::unique_ptr<store::Store> store, std:
           config_.packages, config_.data_dir, *store_,
           [this](exec::ExecutionRequest& r) { return RunInstaller(r); },
           environment_.installer_uid),
-      server_(std::make_unique<httplib::Server>()) {}
+      server_(std::make_unique<httplib::Server>()),
+      mcp_(*this, kVersion) {}
 
 sandbox::Result<json> Service::RunInstaller(exec::ExecutionRequest& request) {
   json body = exec::RequestToJson(request, config_.data_dir);
@@ -319,7 +313,7 @@ void Service::Routes() {
     // httplib answers 404 (or 400, for PUT/PATCH) when no route matched, without a body; on a
     // known path that means another method: 405.
     static const std::regex known(
-        R"(/healthz|/metrics|/v1/(status|cleanup|executions|tools|tool-calls|packages(/refresh)?|files(/[^/]+(/content)?)?))");
+        R"(/healthz|/metrics|/mcp|/v1/(status|cleanup|executions|tools|tool-calls|packages(/refresh)?|files(/[^/]+(/content)?)?))");
     if ((res.status == 404 || res.status == 400) && std::regex_match(req.path, known)) {
       return JsonError(res, 405, "method_not_allowed",
                        req.method + " is not supported on " + req.path);
@@ -869,6 +863,194 @@ void Service::ToolRoutes() {
   });
 }
 
+json Service::ToolDefinitionsNow() { return ToolDefinitions(ToolLimitsNow()); }
+
+sandbox::Result<json> Service::UploadFile(const std::string& user, const std::string& filename,
+                                          const std::string& bytes) {
+  using R = sandbox::Result<json>;
+  auto begun = files_.BeginUpload(filename);
+  if (!begun.ok()) return R::Fail(begun.failure.message);
+  auto& upload = *begun.value;
+  if (!upload->Write(bytes.data(), bytes.size())) return R::Fail(upload->failure().message);
+  auto stored = upload->Commit(user);
+  metrics_.CountUpload(stored.ok());
+  if (!stored.ok()) return R::Fail(stored.failure.message);
+  return FileObject(*stored.value);
+}
+
+json Service::ListFiles(const std::string& user) {
+  json list = json::array();
+  for (const auto& r : files_.List(user)) list.push_back(FileObject(r));
+  return list;
+}
+
+std::optional<json> Service::FindFile(const std::string& user, const std::string& file_id) {
+  auto r = files_.Get(user, file_id);
+  if (!r) return std::nullopt;
+  return FileObject(*r);
+}
+
+sandbox::Result<std::string> Service::ReadFileBytes(const std::string& user,
+                                                    const std::string& file_id) {
+  using R = sandbox::Result<std::string>;
+  auto r = files_.Get(user, file_id);
+  if (!r) return R::Fail("no such file");
+  std::ifstream in(files_.PathOf(*r), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) return R::Fail("cannot read " + r->filename);
+  return bytes;
+}
+
+namespace {
+
+// MCP's Streamable HTTP answers its transport errors with a JSON-RPC error object.
+void McpHttpError(httplib::Response& res, int status, int code, const std::string& message) {
+  res.status = status;
+  res.set_content(Dump(McpServer::ErrorResponse(nullptr, code, message)), "application/json");
+}
+
+// A browser page on another site must not drive a local server (DNS rebinding): requests that
+// carry an Origin are accepted from loopback origins and the configured ones only.
+bool OriginAllowed(const std::string& origin, const std::vector<std::string>& allowed) {
+  if (origin.empty()) return true;
+  if (std::find(allowed.begin(), allowed.end(), origin) != allowed.end()) return true;
+  static const std::regex loopback(R"(https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?)");
+  return std::regex_match(origin, loopback);
+}
+
+}  // namespace
+
+void Service::McpRoutes() {
+  httplib::Server& s = *server_;
+  // The user a request names: ?user_id= (URLs are what MCP clients let one configure), else the
+  // X-Codecell-User-Id header; "" when it names none.
+  auto named_user = [](const httplib::Request& req) {
+    std::string user = req.get_param_value("user_id");
+    return user.empty() ? req.get_header_value("X-Codecell-User-Id") : user;
+  };
+  // Checks shared by every method; false when it has answered.
+  auto admit = [this](const httplib::Request& req, httplib::Response& res) {
+    if (!OriginAllowed(req.get_header_value("Origin"), config_.mcp_allowed_origins)) {
+      McpHttpError(res, 403, -32000,
+                   "Origin " + req.get_header_value("Origin") +
+                       " is not allowed: add it to [mcp] allowed_origins");
+      return false;
+    }
+    std::string version = req.get_header_value("MCP-Protocol-Version");
+    if (!version.empty() && !McpSupportedProtocol(version)) {
+      McpHttpError(res, 400, -32000,
+                   "unsupported MCP-Protocol-Version " + version +
+                       " (supported: 2025-11-25, 2025-06-18, 2025-03-26, 2024-11-05)");
+      return false;
+    }
+    return true;
+  };
+  // The session a request belongs to; answers 400/404/403 itself.
+  auto session_of = [this, named_user](const httplib::Request& req, httplib::Response& res)
+      -> std::optional<std::pair<std::string, McpSession>> {
+    std::string id = req.get_header_value("Mcp-Session-Id");
+    if (id.empty()) {
+      McpHttpError(res, 400, -32000,
+                   "Mcp-Session-Id header is required (send initialize first to get one)");
+      return std::nullopt;
+    }
+    auto session = mcp_sessions_.Find(id);
+    if (!session) {
+      McpHttpError(res, 404, -32001, "session not found (it ended or expired): initialize again");
+      return std::nullopt;
+    }
+    std::string user = named_user(req);
+    if (!user.empty() && user != session->user) {
+      McpHttpError(res, 403, -32000, "this session belongs to another user");
+      return std::nullopt;
+    }
+    return std::make_pair(id, *session);
+  };
+
+  s.Post("/mcp", [this, admit, session_of, named_user](const httplib::Request& req,
+                                                       httplib::Response& res) {
+    if (!admit(req, res)) return;
+    json message = json::parse(req.body, nullptr, false);
+    if (message.is_discarded()) {
+      res.status = 400;
+      res.set_content(Dump(McpServer::ErrorResponse(nullptr, -32700, "parse error: not JSON")),
+                      "application/json");
+      return;
+    }
+    const bool is_request =
+        message.is_object() && message.contains("method") && message.contains("id");
+    const bool is_initialize = is_request && message["method"] == "initialize";
+    std::string session_id;
+    McpSession session;
+    if (is_initialize) {
+      if (req.has_header("Mcp-Session-Id")) {
+        return McpHttpError(res, 400, -32600,
+                            "initialize starts a new session: send it without Mcp-Session-Id");
+      }
+      session.user = named_user(req);
+      if (session.user.empty()) session.user = config_.mcp_default_user;
+      if (!ValidUserId(session.user)) {
+        return McpHttpError(res, 400, -32602,
+                            "user_id must be 1-128 characters of A-Z a-z 0-9 _ . : -");
+      }
+    } else {
+      auto found = session_of(req, res);
+      if (!found) return;
+      session_id = found->first;
+      session = found->second;
+    }
+    const bool wants_stream =
+        req.get_header_value("Accept").find("text/event-stream") != std::string::npos;
+    const bool has_progress_token =
+        is_request && message.contains("params") && message["params"].is_object() &&
+        message["params"].contains("_meta") && message["params"]["_meta"].is_object() &&
+        message["params"]["_meta"].contains("progressToken");
+    if (is_request && !is_initialize && wants_stream && has_progress_token) {
+      // Progress needs a stream: the answer is SSE, progress events first, then the response.
+      res.set_header("Cache-Control", "no-cache");
+      res.set_chunked_content_provider(
+          "text/event-stream", [this, message, session](size_t, httplib::DataSink& sink) mutable {
+            auto event = [&sink](const json& j) {
+              std::string text = "event: message\ndata: " + Dump(j) + "\n\n";
+              return sink.write(text.data(), text.size());
+            };
+            auto response = mcp_.Handle(message, session, event);
+            if (response) event(*response);
+            sink.done();
+            return true;
+          });
+      return;
+    }
+    auto response = mcp_.Handle(message, session);
+    if (is_initialize && response && response->contains("result")) {
+      session_id = mcp_sessions_.Create(session);
+      res.set_header("Mcp-Session-Id", session_id);
+      Log({{"level", "info"},
+           {"event", "mcp_session"},
+           {"user_id", session.user},
+           {"protocol", session.protocol_version}});
+    }
+    if (!response) {
+      res.status = 202;  // a notification or a response: nothing to answer
+      return;
+    }
+    JsonOk(res, 200, *response);
+  });
+  s.Get("/mcp", [admit](const httplib::Request& req, httplib::Response& res) {
+    if (!admit(req, res)) return;
+    res.set_header("Allow", "POST, DELETE");
+    McpHttpError(res, 405, -32000,
+                 "this server sends no server-initiated messages: there is no GET stream");
+  });
+  s.Delete("/mcp", [this, admit, session_of](const httplib::Request& req, httplib::Response& res) {
+    if (!admit(req, res)) return;
+    auto found = session_of(req, res);
+    if (!found) return;
+    mcp_sessions_.Erase(found->first);
+    res.status = 204;
+  });
+}
+
 void Service::PackageRoutes() {
   httplib::Server& s = *server_;
   s.Get("/v1/packages", [this](const httplib::Request&, httplib::Response& res) {
@@ -943,11 +1125,8 @@ bool Service::Run(std::string& error) {
     std::atomic<bool>& flag;
     ~Ended() { flag = true; }
   } ended{run_ended_};
-  auto init = files_.Init();
-  if (!init.ok()) {
-    error = init.failure.message;
-    return false;
-  }
+  serving_http_ = true;
+  if (!Start(error)) return false;
   httplib::Server& s = *server_;
   // Every queued execution holds an HTTP thread; the extra threads keep status, uploads and
   // health answering while the pool is full.
@@ -960,17 +1139,12 @@ bool Service::Run(std::string& error) {
   Routes();
   PackageRoutes();
   ToolRoutes();
-  if (auto packages = packages_.Init(); !packages) {
-    // Executions still run (without installed packages); installs report this error.
-    Log({{"level", "error"}, {"event", "packages"}, {"message", packages.error()}});
-  }
+  McpRoutes();
   if (!s.bind_to_port(config_.listen_host, config_.listen_port)) {
     error = "cannot listen on " + config_.listen_host + ":" + std::to_string(config_.listen_port);
     return false;
   }
   RaiseListenBacklog(config_.listen_port);
-  cleanup_thread_ = std::thread([this] { CleanupLoop(); });
-  zygote_.Start();
   Log({{"level", "info"},
        {"event", "start"},
        {"listen", config_.listen_host + ":" + std::to_string(config_.listen_port)},
@@ -981,12 +1155,27 @@ bool Service::Run(std::string& error) {
   return true;
 }
 
+bool Service::Start(std::string& error) {
+  auto init = files_.Init();
+  if (!init.ok()) {
+    error = init.failure.message;
+    return false;
+  }
+  if (auto packages = packages_.Init(); !packages) {
+    // Executions still run (without installed packages); installs report this error.
+    Log({{"level", "error"}, {"event", "packages"}, {"message", packages.error()}});
+  }
+  cleanup_thread_ = std::thread([this] { CleanupLoop(); });
+  zygote_.Start();
+  return true;
+}
+
 void Service::Stop() {
   Log({{"level", "info"},
        {"event", "stopping"},
        {"grace_seconds", config_.shutdown_grace_seconds}});
   // httplib's stop() does nothing before the listener runs: a signal during start-up waits for it.
-  for (int i = 0; i < 200 && !server_->is_running() && !run_ended_; ++i) {
+  for (int i = 0; serving_http_ && i < 200 && !server_->is_running() && !run_ended_; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
   server_->stop();

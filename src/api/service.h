@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "api/config.h"
+#include "api/mcp.h"
 #include "api/metrics.h"
 #include "api/tools.h"
 #include "exec/admission.h"
@@ -28,7 +29,7 @@ namespace codecell::api {
 
 // The HTTP service: routes of SPEC's API v1 over cpp-httplib, the file manager, admission of
 // executions, the hourly cleanup and metrics. Executions run in helper processes.
-class Service {
+class Service : public McpBackend {
  public:
   // `environment`: prepared by the caller while still single-threaded (it enters a private mount
   // namespace, where warm executions mount their workspaces).
@@ -38,6 +39,9 @@ class Service {
 
   // Binds, starts the cleanup thread and serves until Stop(); returns false if binding failed.
   bool Run(std::string& error);
+  // What Run() starts besides HTTP (files, packages, the cleanup thread, the zygotes): for
+  // `codecell mcp` over stdio, which reaches the service through its McpBackend side.
+  bool Start(std::string& error);
   // Stops accepting, lets executions finish within the grace period, then cancels them.
   void Stop();
 
@@ -46,6 +50,18 @@ class Service {
   static nlohmann::json StoredStatus(const ServiceConfig& config, store::Store& store);
   // The same work as POST /v1/cleanup (also used by `codecell cleanup`): expired files, and the
   // package environment's refresh when it is due.
+  // McpBackend: what the MCP server (stdio or /mcp) calls.
+  nlohmann::json ToolDefinitionsNow() override;
+  nlohmann::json CallTool(const std::string& user, const ParsedToolCall& call) override;
+  sandbox::Result<nlohmann::json> UploadFile(const std::string& user, const std::string& filename,
+                                             const std::string& bytes) override;
+  nlohmann::json ListFiles(const std::string& user) override;
+  std::optional<nlohmann::json> FindFile(const std::string& user,
+                                         const std::string& file_id) override;
+  sandbox::Result<std::string> ReadFileBytes(const std::string& user,
+                                             const std::string& file_id) override;
+  uint64_t MaxUploadBytes() override { return config_.files.max_upload_bytes; }
+
   static nlohmann::json RunCleanup(files::FileManager& files, store::Store& store,
                                    packages::PackageManager& packages, Metrics* metrics);
 
@@ -57,8 +73,8 @@ class Service {
   void PackageRoutes();
   void ToolRoutes();
   ToolLimits ToolLimitsNow() const;
-  // One tool call of the model for `user`: {"message": <role tool>, "attachments", "result"}.
-  nlohmann::json CallTool(const std::string& user, const ParsedToolCall& call);
+  // Streamable HTTP at /mcp: sessions, Origin checks, JSON or SSE answers.
+  void McpRoutes();
   // POST /v1/executions once its body is parsed (also the tool-call endpoint's
   // execute_python_code): answers on `res`.
   void Execute(const nlohmann::json& body, httplib::Response& res);
@@ -79,6 +95,10 @@ class Service {
   packages::PackageManager packages_;
   Metrics metrics_;
   std::unique_ptr<httplib::Server> server_;
+  McpServer mcp_;
+  McpSessions mcp_sessions_;
+  std::atomic<bool> serving_http_{
+      false};  // Run() was called: Stop() waits for the listener to start
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::thread cleanup_thread_;
   std::mutex stop_mutex_;

@@ -8,7 +8,9 @@
 
 namespace codecell::api {
 struct ServiceConfig;
-}
+struct ConfigOverrides;
+class Service;
+}  // namespace codecell::api
 namespace codecell::store {
 class Store;
 }
@@ -27,6 +29,13 @@ std::function<int()> AddCleanupCommand(CLI::App& app);
 std::function<int()> AddExecuteHelperCommand(CLI::App& app);
 std::function<int()> AddZygoteCommand(CLI::App& app);
 std::function<int()> AddPackagesCommand(CLI::App& app);
+std::function<int()> AddMcpCommand(CLI::App& app);
+
+// The service of `codecell serve` and `codecell mcp`, set up from the settings: root, the data
+// dir, the store, the execution environment (call while single-threaded). nullptr after printing
+// why, with the exit code in `exit_code`.
+std::unique_ptr<api::Service> OpenService(const api::ConfigOverrides& flags,
+                                          const std::string& command, int& exit_code);
 
 // The package manager of a local data dir, for `codecell packages` and `codecell cleanup`: pip
 // runs in this process's own sandboxes (no service needed).

@@ -25,41 +25,53 @@ std::string SelfExe() {
   return ec ? std::string() : p.string();
 }
 
-int Serve(const ServeOptions& o) {
-  auto config = api::LoadServiceConfig(o.flags);
+}  // namespace
+
+std::unique_ptr<api::Service> OpenService(const api::ConfigOverrides& flags,
+                                          const std::string& command, int& exit_code) {
+  exit_code = 1;
+  auto config = api::LoadServiceConfig(flags);
   if (!config) {
-    std::cerr << "codecell serve: " << config.error() << std::endl;
-    return 2;
+    std::cerr << command << ": " << config.error() << std::endl;
+    exit_code = 2;
+    return nullptr;
   }
   if (::geteuid() != 0) {
-    std::cerr << "codecell serve: must run as root (executions need namespaces, cgroups and "
-                 "slot uids)"
+    std::cerr << command << ": must run as root (executions need namespaces, cgroups and slot uids)"
               << std::endl;
-    return 1;
+    return nullptr;
   }
   std::error_code ec;
   std::filesystem::create_directories(config->data_dir, ec);
   if (ec) {
-    std::cerr << "codecell serve: cannot create " << config->data_dir << ": " << ec.message()
+    std::cerr << command << ": cannot create " << config->data_dir << ": " << ec.message()
               << std::endl;
-    return 1;
+    return nullptr;
   }
   ::chmod(config->data_dir.c_str(), 0700);
   std::unique_ptr<store::Store> store;
   try {
     store = store::OpenSqliteStore(config->data_dir + "/codecell.db");
   } catch (const store::StoreError& e) {
-    std::cerr << "codecell serve: " << e.what() << std::endl;
-    return 1;
+    std::cerr << command << ": " << e.what() << std::endl;
+    return nullptr;
   }
   // While single-threaded: this enters the private mount namespace where warm executions mount
   // their workspaces, compiles the seccomp filter and sweeps what a previous run left behind.
   auto environment = exec::ExecutionEnvironment::Prepare(config->data_dir);
   if (!environment) {
-    std::cerr << "codecell serve: " << environment.error() << std::endl;
-    return 1;
+    std::cerr << command << ": " << environment.error() << std::endl;
+    return nullptr;
   }
   environment->allow_cold = false;
+  exit_code = 0;
+  return std::make_unique<api::Service>(std::move(config.value()), std::move(store), SelfExe(),
+                                        std::move(environment.value()));
+}
+
+namespace {
+
+int Serve(const ServeOptions& o) {
   // Every thread inherits this mask; one thread takes the signals with sigwait.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -67,9 +79,10 @@ int Serve(const ServeOptions& o) {
   sigaddset(&stop_signals, SIGINT);
   ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
-
-  api::Service service(std::move(config.value()), std::move(store), SelfExe(),
-                       std::move(environment.value()));
+  int exit_code = 0;
+  auto opened = OpenService(o.flags, "codecell serve", exit_code);
+  if (!opened) return exit_code;
+  api::Service& service = *opened;
   std::thread signals([&] {
     int sig = 0;
     ::sigwait(&stop_signals, &sig);
