@@ -54,6 +54,11 @@ bool McpSupportedProtocol(const std::string& version);
 // Images up to this size are returned inline as MCP image content (base64); larger ones, and every
 // other file, as resource links (and in the text).
 inline constexpr uint64_t kMcpInlineImageBytes = 4u << 20;
+// The largest MCP message accepted (a line on stdio, a POST body on /mcp): room for an
+// upload_file of the largest allowed upload in base64, plus the JSON around it.
+inline uint64_t McpMaxMessageBytes(uint64_t max_upload_bytes) {
+  return (max_upload_bytes + 2) / 3 * 4 + (2u << 20);
+}
 // resources/read returns files up to this size.
 inline constexpr uint64_t kMcpReadMaxBytes = 20u << 20;
 

@@ -1132,7 +1132,9 @@ bool Service::Run(std::string& error) {
   // health answering while the pool is full.
   size_t threads = config_.workers + config_.queue + 16;
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  s.set_payload_max_length(config_.files.max_upload_bytes + (1u << 20));
+  // Each route bounds its own body (uploads, JSON routes); /mcp's largest is an upload_file in
+  // base64.
+  s.set_payload_max_length(McpMaxMessageBytes(config_.files.max_upload_bytes));
   s.set_read_timeout(30);
   s.set_write_timeout(30);
   s.set_keep_alive_max_count(100);

@@ -118,6 +118,7 @@ int Mcp(const McpOptions& o) {
   std::condition_variable running_cv;
   size_t running = 0;
 
+  const size_t max_line = api::McpMaxMessageBytes(service->MaxUploadBytes());
   FILE* in = ::fdopen(fds->in, "r");
   char* line = nullptr;
   size_t capacity = 0;
@@ -125,6 +126,13 @@ int Mcp(const McpOptions& o) {
   while (in != nullptr && (length = ::getline(&line, &capacity, in)) >= 0) {
     std::string text(line, static_cast<size_t>(length));
     if (text.find_first_not_of(" \t\r\n") == std::string::npos) continue;
+    if (text.size() > max_line) {
+      writer.Write(api::McpServer::ErrorResponse(
+          nullptr, -32600,
+          "message over " + std::to_string(max_line >> 20) +
+              " MiB (an upload_file of the largest allowed file, in base64, fits)"));
+      continue;
+    }
     json message = json::parse(text, nullptr, false);
     if (message.is_discarded()) {
       writer.Write(api::McpServer::ErrorResponse(nullptr, -32700, "parse error: not JSON"));
