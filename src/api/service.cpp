@@ -922,11 +922,25 @@ bool OriginAllowed(const std::string& origin, const std::vector<std::string>& al
 
 void Service::McpRoutes() {
   httplib::Server& s = *server_;
-  // The user a request names: ?user_id= (URLs are what MCP clients let one configure), else the
-  // X-Codecell-User-Id header; "" when it names none.
-  auto named_user = [](const httplib::Request& req) {
-    std::string user = req.get_param_value("user_id");
-    return user.empty() ? req.get_header_value("X-Codecell-User-Id") : user;
+  // The user a request names: ?user_id= (URLs are what MCP clients let one configure) or the
+  // X-Codecell-User-Id header; "" when it names none. Naming two different users is a 400
+  // (nullopt): which one was meant cannot be guessed.
+  auto named_user = [](const httplib::Request& req,
+                       httplib::Response& res) -> std::optional<std::string> {
+    std::set<std::string> named;
+    for (size_t i = 0; i < req.get_param_value_count("user_id"); ++i) {
+      named.insert(req.get_param_value("user_id", i));
+    }
+    for (size_t i = 0; i < req.get_header_value_count("X-Codecell-User-Id"); ++i) {
+      named.insert(req.get_header_value("X-Codecell-User-Id", i));
+    }
+    named.erase("");
+    if (named.size() > 1) {
+      McpHttpError(res, 400, -32602,
+                   "the request names more than one user (user_id and X-Codecell-User-Id)");
+      return std::nullopt;
+    }
+    return named.empty() ? std::string() : *named.begin();
   };
   // Checks shared by every method; false when it has answered.
   auto admit = [this](const httplib::Request& req, httplib::Response& res) {
@@ -959,8 +973,9 @@ void Service::McpRoutes() {
       McpHttpError(res, 404, -32001, "session not found (it ended or expired): initialize again");
       return std::nullopt;
     }
-    std::string user = named_user(req);
-    if (!user.empty() && user != session->user) {
+    auto user = named_user(req, res);
+    if (!user) return std::nullopt;
+    if (!user->empty() && *user != session->user) {
       McpHttpError(res, 403, -32000, "this session belongs to another user");
       return std::nullopt;
     }
@@ -987,8 +1002,9 @@ void Service::McpRoutes() {
         return McpHttpError(res, 400, -32600,
                             "initialize starts a new session: send it without Mcp-Session-Id");
       }
-      session.user = named_user(req);
-      if (session.user.empty()) session.user = config_.mcp_default_user;
+      auto user = named_user(req, res);
+      if (!user) return;
+      session.user = user->empty() ? config_.mcp_default_user : *user;
       if (!ValidUserId(session.user)) {
         return McpHttpError(res, 400, -32602,
                             "user_id must be 1-128 characters of A-Z a-z 0-9 _ . : -");
