@@ -1,5 +1,7 @@
 #pragma once
 
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <memory>
@@ -30,6 +32,10 @@ std::function<int()> AddExecuteHelperCommand(CLI::App& app);
 std::function<int()> AddZygoteCommand(CLI::App& app);
 std::function<int()> AddPackagesCommand(CLI::App& app);
 std::function<int()> AddMcpCommand(CLI::App& app);
+
+// Blocks SIGTERM and SIGINT in this thread and every thread it starts (one thread then takes
+// them with sigwait) and ignores SIGPIPE; returns the set for sigwait. `serve` and `mcp`.
+sigset_t BlockStopSignals();
 
 // The service of `codecell serve` and `codecell mcp`, set up from the settings: root, the data
 // dir, the store, the execution environment (call while single-threaded). nullptr after printing

@@ -85,12 +85,7 @@ int Mcp(const McpOptions& o) {
     std::cerr << kCommand << ": cannot set up stdio: " << std::strerror(errno) << std::endl;
     return 1;
   }
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals = BlockStopSignals();
   int exit_code = 0;
   auto service = OpenService(o.flags, kCommand, exit_code);
   if (!service) return exit_code;

@@ -27,6 +27,16 @@ std::string SelfExe() {
 
 }  // namespace
 
+sigset_t BlockStopSignals() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  return stop_signals;
+}
+
 std::unique_ptr<api::Service> OpenService(const api::ConfigOverrides& flags,
                                           const std::string& command, int& exit_code) {
   exit_code = 1;
@@ -72,13 +82,7 @@ std::unique_ptr<api::Service> OpenService(const api::ConfigOverrides& flags,
 namespace {
 
 int Serve(const ServeOptions& o) {
-  // Every thread inherits this mask; one thread takes the signals with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals = BlockStopSignals();
   int exit_code = 0;
   auto opened = OpenService(o.flags, "codecell serve", exit_code);
   if (!opened) return exit_code;
