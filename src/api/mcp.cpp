@@ -159,7 +159,7 @@ std::optional<json> McpServer::Handle(const json& message, McpSession& session,
   const bool has_id = message.contains("id");
   const json id = has_id ? message["id"] : json(nullptr);
   const bool id_valid = has_id && (id.is_string() || id.is_number_integer());
-  if (message.value("jsonrpc", "") != "2.0") {
+  if (!message.contains("jsonrpc") || message["jsonrpc"] != "2.0") {
     return ErrorResponse(id_valid ? id : json(nullptr), kInvalidRequest,
                          "not JSON-RPC 2.0: \"jsonrpc\": \"2.0\" is required");
   }
@@ -227,7 +227,10 @@ std::optional<json> McpServer::Handle(const json& message, McpSession& session,
 }
 
 json McpServer::Initialize(const json& params, McpSession& session) {
-  const std::string requested = params.value("protocolVersion", "");
+  const std::string requested =
+      params.contains("protocolVersion") && params["protocolVersion"].is_string()
+          ? params["protocolVersion"].get<std::string>()
+          : "";
   session.protocol_version = McpSupportedProtocol(requested) ? requested : kMcpLatestProtocol;
   return {
       {"protocolVersion", session.protocol_version},

@@ -112,6 +112,12 @@ TEST_F(McpTest, FramingErrorsGetJsonRpcCodes) {
   EXPECT_EQ(Call(json::array({Request(1, "ping")}))["error"]["code"], -32600);
   EXPECT_EQ(Call(json("text"))["error"]["code"], -32600);
   EXPECT_EQ(Call({{"jsonrpc", "1.0"}, {"id", 1}, {"method", "ping"}})["error"]["code"], -32600);
+  // Wrong types anywhere are answered, never thrown (a throw would end `codecell mcp`).
+  EXPECT_EQ(Call({{"jsonrpc", 2}, {"id", 1}, {"method", "ping"}})["error"]["code"], -32600);
+  EXPECT_EQ(Call({{"jsonrpc", "2.0"}, {"id", 1}, {"method", 7}})["error"]["code"], -32600);
+  EXPECT_EQ(Call(Request(1, "initialize", {{"protocolVersion", 5}}))["result"]["protocolVersion"],
+            kMcpLatestProtocol);
+  session.protocol_version.clear();
   EXPECT_EQ(Call({{"jsonrpc", "2.0"}, {"id", json::array()}, {"method", "ping"}})["error"]["code"],
             -32600);
   EXPECT_EQ(
