@@ -1,5 +1,7 @@
 #include "api/metrics.h"
 
+#include <algorithm>
+#include <iterator>
 #include <sstream>
 
 namespace codecell::api {
@@ -28,6 +30,18 @@ void Metrics::CountCleanup(size_t deleted) {
 void Metrics::CountRequest(int status) {
   std::lock_guard<std::mutex> lock(mutex_);
   ++requests_by_status_[status];
+}
+
+namespace {
+constexpr const char* kToolNames[] = {"execute_python_code", "analyze_data_file", "list_files",
+                                      "delete_file",         "upload_file",       "other"};
+}  // namespace
+
+void Metrics::CountToolCall(const std::string& tool) {
+  bool known =
+      std::find(std::begin(kToolNames), std::end(kToolNames), tool) != std::end(kToolNames);
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++tool_calls_[known ? tool : "other"];
 }
 
 std::string Metrics::Render(const Gauges& g) const {
@@ -88,7 +102,18 @@ std::string Metrics::Render(const Gauges& g) const {
     << "# HELP codecell_packages_installed Distributions in the live package environment.\n"
        "# TYPE codecell_packages_installed gauge\n"
     << "codecell_packages_installed " << g.packages.installed << "\n"
-    << "# HELP codecell_http_requests_total HTTP requests, by status code.\n"
+    << "# HELP codecell_mcp_sessions Open MCP sessions on /mcp (Streamable HTTP).\n"
+       "# TYPE codecell_mcp_sessions gauge\n"
+    << "codecell_mcp_sessions " << g.mcp_sessions << "\n"
+    << "# HELP codecell_tool_calls_total Tool calls of models (tool-call endpoint and MCP), by "
+       "tool.\n"
+       "# TYPE codecell_tool_calls_total counter\n";
+  for (const char* tool : kToolNames) {
+    auto it = tool_calls_.find(tool);
+    o << "codecell_tool_calls_total{tool=\"" << tool << "\"} "
+      << (it == tool_calls_.end() ? 0 : it->second) << "\n";
+  }
+  o << "# HELP codecell_http_requests_total HTTP requests, by status code.\n"
        "# TYPE codecell_http_requests_total counter\n";
   for (const auto& [status, n] : requests_by_status_) {
     o << "codecell_http_requests_total{code=\"" << status << "\"} " << n << "\n";

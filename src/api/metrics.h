@@ -16,11 +16,14 @@ class Metrics {
   void CountUpload(bool stored);
   void CountCleanup(size_t deleted);
   void CountRequest(int status);
+  // A model's tool call (POST /v1/tool-calls or MCP tools/call); unknown names count as "other".
+  void CountToolCall(const std::string& tool);
 
   struct Gauges {
     size_t queue_depth = 0, running = 0, workers = 0;
     uint64_t files = 0, bytes = 0;
     packages::PackageStats packages;
+    size_t mcp_sessions = 0;
   };
   std::string Render(const Gauges& gauges) const;
 
@@ -34,6 +37,7 @@ class Metrics {
   uint64_t uploads_stored_ = 0, uploads_refused_ = 0;
   uint64_t cleanup_runs_ = 0, cleanup_deleted_ = 0;
   std::map<int, uint64_t> requests_by_status_;
+  std::map<std::string, uint64_t> tool_calls_;
 };
 
 }  // namespace codecell::api

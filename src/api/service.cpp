@@ -364,9 +364,10 @@ void Service::Routes() {
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     store::Usage usage = store_->TotalLiveUsage(files::NowMillis());
-    res.set_content(metrics_.Render({admission_.queued(), admission_.running(), config_.workers,
-                                     usage.files, usage.bytes, packages_.stats()}),
-                    "text/plain; version=0.0.4");
+    res.set_content(
+        metrics_.Render({admission_.queued(), admission_.running(), config_.workers, usage.files,
+                         usage.bytes, packages_.stats(), mcp_sessions_.size()}),
+        "text/plain; version=0.0.4");
   });
   s.Get("/v1/status",
         [this](const httplib::Request&, httplib::Response& res) { JsonOk(res, 200, Status()); });
@@ -723,6 +724,7 @@ ToolLimits Service::ToolLimitsNow() const {
 }
 
 json Service::CallTool(const std::string& user, const ParsedToolCall& call) {
+  metrics_.CountToolCall(call.name);
   const ToolLimits limits = ToolLimitsNow();
   json attachments = json::array();
   json result = nullptr;
@@ -868,6 +870,7 @@ json Service::ToolDefinitionsNow() { return ToolDefinitions(ToolLimitsNow()); }
 sandbox::Result<json> Service::UploadFile(const std::string& user, const std::string& filename,
                                           const std::string& bytes) {
   using R = sandbox::Result<json>;
+  metrics_.CountToolCall("upload_file");  // MCP's tool: the only caller
   auto begun = files_.BeginUpload(filename);
   if (!begun.ok()) return R::Fail(begun.failure.message);
   auto& upload = *begun.value;

@@ -288,3 +288,31 @@ def test_api_keys():
         assert d2.request("GET", "/healthz", auth=False).status == 200
     finally:
         d2.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# metrics
+# --------------------------------------------------------------------------------------------
+def metric(d, name: str) -> float:
+    r = d.request("GET", "/metrics")
+    assert r.status == 200, r
+    for line in r.body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics:\n{r.body.decode()[:3000]}")
+
+
+def test_metrics_count_sessions_and_tool_calls(d):
+    calls = 'codecell_tool_calls_total{tool="list_files"}'
+    uploads = 'codecell_tool_calls_total{tool="upload_file"}'
+    sessions, before_calls, before_uploads = (metric(d, "codecell_mcp_sessions"),
+                                              metric(d, calls), metric(d, uploads))
+    s = d.mcp(new_user("m"))
+    assert metric(d, "codecell_mcp_sessions") == sessions + 1
+    assert_tool_ok(s.call("list_files"))
+    assert_tool_ok(s.call("list_files"))
+    assert_tool_ok(s.call("upload_file", {"filename": "m.txt", "content": "m"}))
+    assert metric(d, calls) == before_calls + 2
+    assert metric(d, uploads) == before_uploads + 1
+    assert s.delete().status == 204
+    assert metric(d, "codecell_mcp_sessions") == sessions
