@@ -724,7 +724,13 @@ ToolLimits Service::ToolLimitsNow() const {
 }
 
 json Service::CallTool(const std::string& user, const ParsedToolCall& call) {
+  // Both ways in (POST /v1/tool-calls, MCP's tools/call) come through here.
   metrics_.CountToolCall(call.name);
+  Log({{"level", "info"},
+       {"event", "tool_call"},
+       {"user_id", user},
+       {"tool", call.name},
+       {"malformed", !call.error.empty()}});
   const ToolLimits limits = ToolLimitsNow();
   json attachments = json::array();
   json result = nullptr;
@@ -855,13 +861,7 @@ void Service::ToolRoutes() {
                        "tool_call is required: the model's tool call as the API returned it");
     }
     ParsedToolCall call = ParseToolCall(j["tool_call"]);
-    json out = CallTool(j["user_id"], call);
-    Log({{"level", "info"},
-         {"event", "tool_call"},
-         {"user_id", j["user_id"]},
-         {"tool", call.name},
-         {"malformed", !call.error.empty()}});
-    JsonOk(res, 200, out);
+    JsonOk(res, 200, CallTool(j["user_id"], call));
   });
 }
 
