@@ -11,28 +11,24 @@ Only the standard library speaks HTTP here (http.client / raw sockets); multipar
 by hand.  Every daemon is a real ``codecell serve`` on a free loopback port with a temporary data
 dir; its stderr (JSON logs) goes to a file that failures quote.
 """
-import hashlib
 import http.client
 import json
 import os
 import random
 import re
-import secrets
 import select
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.parse
-import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/, for support.harness
+from support import harness  # noqa: E402
+# re-exported for the test modules (`from .conftest import ...`)
+from support.harness import (BIN, DEFAULT as _DEFAULT, Resp, binary_path, free_port,  # noqa: E402,F401
+                             in_ci, multipart, new_user, q, sha256, to_toml, toml_value)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -57,134 +53,24 @@ IGNORED_DIRS = {"tmp", ".tmp", "temp", ".temp", "work", "cache"}
 
 
 # --------------------------------------------------------------------------------------------
-# binary, CI and root
+# root and temporary directories (tests/support/harness.py)
 # --------------------------------------------------------------------------------------------
-def binary_path() -> Path:
-    env = os.environ.get("CODECELL_BIN")
-    if not env:
-        return REPO / "build" / "codecell"
-    p = Path(env)
-    if not p.is_absolute():
-        p = Path.cwd() / p if (Path.cwd() / p).exists() else REPO / p
-    return p.absolute()
-
-
-BIN = binary_path()
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require_root() -> None:
-    if os.geteuid() == 0:
-        return
-    reason = "codecell serve runs executions in the sandbox, which needs root; this process is not root"
-    if in_ci():
-        pytest.fail(f"CI=true and a requirement is missing: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-# --------------------------------------------------------------------------------------------
-# temporary directories
-# --------------------------------------------------------------------------------------------
-_BASE = None
-
-
-def base_dir() -> Path:
-    global _BASE
-    if _BASE is None:
-        _BASE = Path(tempfile.mkdtemp(prefix="codecell-api-",
-                                      dir="/var/tmp" if os.path.isdir("/var/tmp") else None))
-    return _BASE
-
-
-def new_dir(kind: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=kind + "-", dir=base_dir()))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SUITE = harness.Suite("API", tmp_prefix="codecell-api-", kept="daemons' data dirs and logs",
+                      root_reason="codecell serve runs executions in the sandbox, which needs "
+                                  "root; this process is not root")
+require_root = SUITE.require_root
+base_dir = SUITE.base_dir
+new_dir = SUITE.new_dir
 
 
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def new_user(prefix: str = "u") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
 def parse_time(s: str) -> datetime:
     assert isinstance(s, str) and RFC3339_UTC.match(s), f"not an RFC 3339 UTC time: {s!r}"
     m = re.match(r"^(.*T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|\+00:00)$", s)
     frac = (m.group(2) or ".0")[:7]
     return datetime.fromisoformat(m.group(1) + frac + "+00:00")
-
-
-def q(**params) -> str:
-    return "?" + urllib.parse.urlencode(params)
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    raise TypeError(f"no TOML for {v!r}")
-
-
-def to_toml(config: dict) -> str:
-    lines = [f"{k} = {toml_value(v)}" for k, v in config.items() if not isinstance(v, dict)]
-    for k, v in config.items():
-        if isinstance(v, dict):
-            lines.append(f"\n[{k}]")
-            lines += [f"{kk} = {toml_value(vv)}" for kk, vv in v.items()]
-    return "\n".join(lines) + "\n"
-
-
-def multipart(fields=(), files=(), boundary=None):
-    """(body, content_type). fields: [(name, value)]; files: [(field, filename, data, ctype)].
-    A filename may be bytes (sent raw, e.g. with NUL or invalid UTF-8) or str."""
-    boundary = boundary or "----codecell" + secrets.token_hex(12)
-    out = []
-    for name, value in fields:
-        if isinstance(value, str):
-            value = value.encode()
-        out.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
-                   .encode() + value + b"\r\n")
-    for field, filename, data, ctype in files:
-        fn = filename if isinstance(filename, bytes) else filename.encode()
-        fn = fn.replace(b'"', b"%22")          # what browsers do; backslashes are sent raw
-        out.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\""
-                   .encode() + fn + f"\"\r\nContent-Type: {ctype}\r\n\r\n".encode() + data
-                   + b"\r\n")
-    out.append(f"--{boundary}--\r\n".encode())
-    return b"".join(out), f"multipart/form-data; boundary={boundary}"
-
-
-class Resp(NamedTuple):
-    status: int
-    headers: dict      # lower-case names
-    body: bytes
-
-    def json(self):
-        try:
-            return json.loads(self.body)
-        except ValueError as e:
-            raise AssertionError(f"HTTP {self.status}: body is not JSON ({e}): {self.body[:500]!r}")
-
-    def __repr__(self):
-        return f"<HTTP {self.status} {self.headers.get('content-type')} {self.body[:600]!r}>"
 
 
 def assert_error(r: Resp, status: int, code: str):
@@ -240,146 +126,14 @@ def stored_files(data_dir: Path):
 # --------------------------------------------------------------------------------------------
 # the daemon
 # --------------------------------------------------------------------------------------------
-_DEFAULT = object()
+class Daemon(harness.Daemon):
+    """harness.Daemon (start with config/env/flags, /healthz, SIGTERM then SIGKILL, request
+    with the API key, list_files, content) with logs per start and the API's request helpers."""
 
-
-class Daemon:
-    def __init__(self, config: dict | None = None, env: dict | None = None,
-                 api_key: str | None = None, extra_args=(), data_dir: Path | None = None,
-                 name: str = "daemon", listen: str = "127.0.0.1:{port}"):
-        self.dir = new_dir(name)
-        self.data_dir = Path(data_dir) if data_dir else self.dir / "data"
-        self.config = config
-        self.env = env or {}
-        self.api_key = api_key
-        self.extra_args = list(extra_args)
-        self.listen = listen
-        self.port = None
-        self.proc = None
-        self.starts = 0
-        self.config_path = None
-        if config is not None:
-            self.config_path = self.dir / "config.toml"
-            self.config_path.write_text(to_toml(config))
-
-    # -- process ------------------------------------------------------------------------------
-    def command(self):
-        cmd = [str(BIN), "serve", "--data-dir", str(self.data_dir)]
-        if self.listen is not None:
-            cmd += ["--listen", self.listen.format(port=self.port)]
-        if self.config_path:
-            cmd += ["--config", str(self.config_path)]
-        return cmd + self.extra_args
-
-    def environ(self):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CODECELL_")}
-        env.update(self.env)
-        return env
-
-    def start(self, wait=True):
-        assert BIN.exists(), f"no codecell binary at {BIN} (set CODECELL_BIN)"
-        self.port = free_port()
-        self.starts += 1
-        self.stderr_path = self.dir / f"stderr.{self.starts}.log"
-        self.stdout_path = self.dir / f"stdout.{self.starts}.log"
-        self._err = open(self.stderr_path, "wb")
-        self._out = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=self._err, env=self.environ())
-        if wait:
-            self.wait_ready()
-        return self
-
-    def stderr(self, limit=6000) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return "<no stderr>"
-        return text if len(text) <= limit else "...\n" + text[-limit:]
-
-    def wait_ready(self, timeout=READY_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            rc = self.proc.poll()
-            if rc is not None:
-                pytest.fail(f"codecell serve exited with {rc} before answering /healthz\n"
-                            f"command: {self.command()}\nstderr:\n{self.stderr()}", pytrace=False)
-            try:
-                r = self.request("GET", "/healthz", timeout=2, key=None)
-                if r.status == 200:
-                    return
-                last = r
-            except OSError as e:
-                last = e
-            time.sleep(0.1)
-        self.kill()
-        pytest.fail(f"codecell serve did not answer GET /healthz within {timeout}s (last: {last!r})\n"
-                    f"command: {self.command()}\nstderr:\n{self.stderr()}", pytrace=False)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig):
-        if self.alive():
-            self.proc.send_signal(sig)
-
-    def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM, then SIGKILL after `timeout` s; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._close_logs()
-        return self.proc.returncode
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._close_logs()
-
-    def _close_logs(self):
-        for f in (getattr(self, "_err", None), getattr(self, "_out", None)):
-            if f and not f.closed:
-                f.close()
-
-    # -- HTTP -----------------------------------------------------------------------------------
-    def _auth(self, headers, key):
-        key = self.api_key if key is _DEFAULT else key
-        if key is not None and "Authorization" not in headers:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
-    def request(self, method, path, body=None, headers=None, key=_DEFAULT, timeout=90) -> Resp:
-        headers = self._auth(dict(headers or {}), key)
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json")
-        elif isinstance(body, str):
-            body = body.encode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            try:
-                conn.request(method, path, body=body, headers=headers)
-            except (BrokenPipeError, ConnectionResetError) as e:
-                # the daemon answered (e.g. 413) and closed before reading the whole body:
-                # read that answer if it is there
-                try:
-                    r = conn.getresponse()
-                except (OSError, http.client.HTTPException):
-                    raise e
-            else:
-                r = conn.getresponse()
-            data = r.read()
-            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
-        finally:
-            conn.close()
+    suite = SUITE
+    READY_TIMEOUT = READY_TIMEOUT
+    STOP_TIMEOUT = STOP_TIMEOUT
+    LOGS_PER_START = True
 
     def json(self, method, path, payload=None, **kw) -> Resp:
         return self.request(method, path, body=payload, **kw)
@@ -409,16 +163,6 @@ class Daemon:
         assert res.get("status") == "ok" and res.get("success") is True, \
             f"execution did not succeed: {json.dumps(res, indent=1)[:3000]}"
         return res
-
-    def list_files(self, user) -> list:
-        r = self.request("GET", "/v1/files" + q(user_id=user))
-        assert r.status == 200, r
-        obj = r.json()
-        assert isinstance(obj, dict) and isinstance(obj.get("files"), list), obj
-        return obj["files"]
-
-    def content(self, user, file_id) -> Resp:
-        return self.request("GET", f"/v1/files/{file_id}/content" + q(user_id=user))
 
     def healthy(self) -> bool:
         try:
@@ -467,15 +211,11 @@ class Daemon:
 # pytest hooks and fixtures
 # --------------------------------------------------------------------------------------------
 def pytest_report_header(config):
-    return [f"codecell binary: {BIN} (exists: {BIN.exists()}); CI={in_ci()}; euid={os.geteuid()}"]
+    return SUITE.report_header()
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _BASE is not None and exitstatus == 0:
-        shutil.rmtree(_BASE, ignore_errors=True)
-    elif _BASE is not None:
-        print(f"\ncodecell API suite: daemons' data dirs and logs kept under {_BASE}",
-              file=sys.stderr)
+    SUITE.session_finish(exitstatus)
 
 
 @pytest.fixture(autouse=True)
@@ -486,12 +226,7 @@ def _root():
 @pytest.fixture(scope="session")
 def daemon():
     """One daemon on the built-in defaults, shared by the whole session."""
-    require_root()
-    d = Daemon(name="shared")
-    d.start()
-    yield d
-    rc = d.stop()
-    assert rc == 0, f"the shared daemon exited {rc} on SIGTERM\n{d.stderr()}"
+    yield from harness.shared_daemon(Daemon)
 
 
 @pytest.fixture

@@ -1,19 +1,18 @@
 import json
-import os
-import pathlib
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-BIN = os.environ.get("CODECELL_BIN", str(REPO / "build" / "codecell"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/, for support.harness
+from support import harness  # noqa: E402
+from support.harness import BIN, REPO  # noqa: E402,F401  (re-exported for test_run_cli.py)
 
 
 def require_root():
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("codecell run needs root and CI runs as root: this machine does not")
-        pytest.skip("needs root (codecell creates namespaces and cgroups)")
+    harness.require_root("codecell run needs root (it creates namespaces and cgroups); "
+                         "this process is not root")
 
 
 @pytest.fixture

@@ -13,25 +13,25 @@ The SDK (pinned by tests/mcp/package-lock.json) is installed by scripts/build.sh
 (ESM resolves packages relative to the script). Only the standard library speaks HTTP here.
 """
 import base64
-import http.client
 import json
 import os
 import queue
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.parse
-import uuid
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/, for support.harness
+from support import harness  # noqa: E402
+# re-exported for the test modules (`from .conftest import ...`)
+from support.harness import (BIN, DEFAULT, binary_path, env_without_codecell,  # noqa: E402,F401
+                             free_port, in_ci, missing as _missing, multipart, new_user, q,
+                             read_tail, to_toml, toml_value)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -51,39 +51,18 @@ RESOURCE_NOT_FOUND = -32002
 
 
 # --------------------------------------------------------------------------------------------
-# binary, CI and prerequisites
+# prerequisites and temporary directories (tests/support/harness.py)
 # --------------------------------------------------------------------------------------------
-def binary_path() -> Path:
-    env = os.environ.get("CODECELL_BIN")
-    if not env:
-        return REPO / "build" / "codecell"
-    p = Path(env)
-    if not p.is_absolute():
-        p = Path.cwd() / p if (Path.cwd() / p).exists() else REPO / p
-    return p.absolute()
-
-
-BIN = binary_path()
 BUILD_DIR = BIN.parent
 CLIENT_DIR = BUILD_DIR / "mcp-client"
 SDK_DIR = CLIENT_DIR / "node_modules" / "@modelcontextprotocol" / "sdk"
 
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def _missing(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"CI=true and a requirement is missing: {reason}", pytrace=False)
-    print(f"\nSKIP: {reason}", file=sys.stderr)
-    pytest.skip(reason)
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        _missing("codecell runs executions in the sandbox, which needs root; "
-                 "this process is not root")
+SUITE = harness.Suite("MCP", tmp_prefix="codecell-mcp-",
+                      root_reason="codecell runs executions in the sandbox, which needs root; "
+                                  "this process is not root")
+require_root = SUITE.require_root
+base_dir = SUITE.base_dir
+new_dir = SUITE.new_dir
 
 
 def node_path():
@@ -96,73 +75,6 @@ def require_sdk() -> None:
     if not SDK_DIR.is_dir():
         _missing(f"the MCP TypeScript SDK is not installed in {CLIENT_DIR}/node_modules "
                  "(run scripts/build.sh)")
-
-
-# --------------------------------------------------------------------------------------------
-# temporary directories and small helpers
-# --------------------------------------------------------------------------------------------
-_BASE = None
-
-
-def base_dir() -> Path:
-    global _BASE
-    if _BASE is None:
-        _BASE = Path(tempfile.mkdtemp(prefix="codecell-mcp-",
-                                      dir="/var/tmp" if os.path.isdir("/var/tmp") else None))
-    return _BASE
-
-
-def new_dir(kind: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=kind + "-", dir=base_dir()))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def new_user(prefix: str = "u") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def q(**params) -> str:
-    return "?" + urllib.parse.urlencode(params)
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    raise TypeError(f"no TOML for {v!r}")
-
-
-def to_toml(config: dict) -> str:
-    lines = [f"{k} = {toml_value(v)}" for k, v in config.items() if not isinstance(v, dict)]
-    for k, v in config.items():
-        if isinstance(v, dict):
-            lines.append(f"\n[{k}]")
-            lines += [f"{kk} = {toml_value(vv)}" for kk, vv in v.items()]
-    return "\n".join(lines) + "\n"
-
-
-def multipart(fields=(), files=()):
-    boundary = "----codecell" + secrets.token_hex(12)
-    out = []
-    for name, value in fields:
-        out.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
-                   .encode() + value.encode() + b"\r\n")
-    for field, filename, data, ctype in files:
-        out.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-                   f"filename=\"{filename}\"\r\nContent-Type: {ctype}\r\n\r\n".encode()
-                   + data + b"\r\n")
-    out.append(f"--{boundary}--\r\n".encode())
-    return b"".join(out), f"multipart/form-data; boundary={boundary}"
 
 
 def short(obj, limit=3000) -> str:
@@ -287,114 +199,32 @@ def _read_sse(r, t0):
     return b"".join(raw), events
 
 
-class Daemon:
-    """A real ``codecell serve`` on a free loopback port with a temp data dir."""
+class Daemon(harness.Daemon):
+    """harness.Daemon whose API key is the config's first ``api_keys`` entry and whose answers
+    are :class:`Resp` with the events of an SSE stream."""
+
+    suite = SUITE
+    READY_TIMEOUT = READY_TIMEOUT
+    STOP_TIMEOUT = STOP_TIMEOUT
+    HTTP_TIMEOUT = RPC_TIMEOUT
 
     def __init__(self, name="daemon", config: dict | None = None, env: dict | None = None):
-        self.dir = new_dir(name)
-        self.data_dir = self.dir / "data"
-        self.config = config
-        self.env = env or {}
-        self.api_key = None
-        if config and config.get("api_keys"):
-            self.api_key = config["api_keys"][0]
-        self.config_path = None
-        if config is not None:
-            self.config_path = self.dir / "config.toml"
-            self.config_path.write_text(to_toml(config))
-        self.port = None
-        self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def command(self):
-        cmd = [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}",
-               "--data-dir", str(self.data_dir)]
-        if self.config_path:
-            cmd += ["--config", str(self.config_path)]
-        return cmd
-
-    def start(self):
-        assert BIN.exists(), f"no codecell binary at {BIN} (set CODECELL_BIN)"
-        self.port = free_port()
-        self.stderr_path = self.dir / "stderr.log"
-        self._err = open(self.stderr_path, "wb")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CODECELL_")}
-        env.update(self.env)
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self._err, env=env)
-        self.wait_ready()
-        return self
-
-    def stderr(self, limit=6000) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return "<no stderr>"
-        return text if len(text) <= limit else "...\n" + text[-limit:]
-
-    def wait_ready(self, timeout=READY_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            rc = self.proc.poll()
-            if rc is not None:
-                pytest.fail(f"codecell serve exited with {rc} before answering /healthz\n"
-                            f"command: {self.command()}\nstderr:\n{self.stderr()}", pytrace=False)
-            try:
-                r = self.request("GET", "/healthz", timeout=2, auth=False)
-                if r.status == 200:
-                    return
-                last = r
-            except OSError as e:
-                last = e
-            time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"codecell serve did not answer /healthz within {timeout}s ({last!r})\n"
-                    f"stderr:\n{self.stderr()}", pytrace=False)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._err.close()
-        return self.proc.returncode
+        api_key = config["api_keys"][0] if config and config.get("api_keys") else None
+        super().__init__(config=config, env=env, api_key=api_key, name=name)
 
     # -- HTTP -----------------------------------------------------------------------------------
     def request(self, method, path, body=None, headers=None, timeout=RPC_TIMEOUT,
                 auth=True) -> Resp:
-        headers = dict(headers or {})
-        if auth and self.api_key and "Authorization" not in headers:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json")
-        elif isinstance(body, str):
-            body = body.encode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            t0 = time.monotonic()
-            conn.request(method, path, body=body, headers=headers)
-            r = conn.getresponse()
-            hdrs = {k.lower(): v for k, v in r.getheaders()}
-            if hdrs.get("content-type", "").startswith("text/event-stream"):
-                data, events = _read_sse(r, t0)
-            else:
-                data, events = r.read(), []
-            return Resp(r.status, hdrs, data, events)
-        finally:
-            conn.close()
+        return super().request(method, path, body, headers, key=DEFAULT if auth else None,
+                               timeout=timeout)
+
+    def response(self, r, t0) -> Resp:
+        hdrs = {k.lower(): v for k, v in r.getheaders()}
+        if hdrs.get("content-type", "").startswith("text/event-stream"):
+            data, events = _read_sse(r, t0)
+        else:
+            data, events = r.read(), []
+        return Resp(r.status, hdrs, data, events)
 
     # -- REST, for cross-checks -----------------------------------------------------------------
     def upload(self, user, name, data: bytes, ctype="application/octet-stream") -> dict:
@@ -407,9 +237,6 @@ class Daemon:
         r = self.request("GET", "/v1/files" + q(user_id=user))
         assert r.status == 200, r
         return r.json()["files"]
-
-    def content(self, user, file_id) -> Resp:
-        return self.request("GET", f"/v1/files/{file_id}/content" + q(user_id=user))
 
     # -- MCP ------------------------------------------------------------------------------------
     def mcp(self, user=None, via="query", **kw) -> "HttpMcp":
@@ -509,8 +336,7 @@ class StdioMcp:
         if user is not None:
             self.cmd += ["--user", user]
         self.cmd += list(extra_args)
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("CODECELL_")}
-        environ.update(env or {})
+        environ = env_without_codecell(env)
         assert BIN.exists(), f"no codecell binary at {BIN} (set CODECELL_BIN)"
         self.stderr_path = self.dir / "stderr.log"
         self._err = open(self.stderr_path, "wb")
@@ -539,11 +365,7 @@ class StdioMcp:
         self.lines.put((time.monotonic(), None))
 
     def stderr(self, limit=4000) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return "<no stderr>"
-        return text if len(text) <= limit else "...\n" + text[-limit:]
+        return read_tail(self.stderr_path, limit)
 
     def next_id(self) -> int:
         self._id += 1
@@ -643,7 +465,7 @@ def run_sdk(target: list, scenario: str, data: dict | None = None, headers: dict
     for k, v in (headers or {}).items():
         args += ["--header", f"{k}={v}"]
     args += target
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECELL_")}
+    env = env_without_codecell()
     try:
         p = subprocess.run(args, capture_output=True, timeout=timeout, cwd=CLIENT_DIR, env=env)
     except subprocess.TimeoutExpired as e:
@@ -665,16 +487,12 @@ def run_sdk(target: list, scenario: str, data: dict | None = None, headers: dict
 # pytest hooks and fixtures
 # --------------------------------------------------------------------------------------------
 def pytest_report_header(config):
-    return [f"codecell binary: {BIN} (exists: {BIN.exists()}); CI={in_ci()}; "
-            f"euid={os.geteuid()}; node: {node_path()}; SDK: {SDK_DIR} "
-            f"(exists: {SDK_DIR.is_dir()})"]
+    return SUITE.report_header(f"; node: {node_path()}; SDK: {SDK_DIR} "
+                               f"(exists: {SDK_DIR.is_dir()})")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _BASE is not None and exitstatus == 0:
-        shutil.rmtree(_BASE, ignore_errors=True)
-    elif _BASE is not None:
-        print(f"\ncodecell MCP suite: data dirs and logs kept under {_BASE}", file=sys.stderr)
+    SUITE.session_finish(exitstatus)
 
 
 @pytest.fixture(autouse=True)

@@ -33,14 +33,11 @@ Every daemon is a real ``codecell serve --config FILE --listen 127.0.0.1:<free p
 """
 import hashlib
 import html
-import http.client
 import http.server
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -51,6 +48,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/, for support.harness
+from support import harness  # noqa: E402
+# re-exported for the test modules (`from .conftest import ...`)
+from support.harness import (BIN, binary_path, free_port, in_ci, require,  # noqa: E402,F401
+                             require_binary, to_toml, toml_key, toml_value)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -73,44 +76,12 @@ ALLOWLIST = {
 
 
 # --------------------------------------------------------------------------------------------
-# binary, CI and root
+# root and tools (tests/support/harness.py); the daemons' dirs are pytest's tmp_path
 # --------------------------------------------------------------------------------------------
-def binary_path() -> Path:
-    env = os.environ.get("CODECELL_BIN")
-    if not env:
-        return REPO / "build" / "codecell"
-    p = Path(env)
-    if not p.is_absolute():
-        p = Path.cwd() / p if (Path.cwd() / p).exists() else REPO / p
-    return p.absolute()
-
-
-BIN = binary_path()
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require(condition: bool, reason: str) -> None:
-    """A missing root privilege / tool: FAIL under CI=true, else skip (printing why)."""
-    if condition:
-        return
-    if in_ci():
-        pytest.fail(f"CI=true and a requirement is missing: {reason}", pytrace=False)
-    print(f"SKIP (not CI): {reason}", file=sys.stderr)
-    pytest.skip(reason)
-
-
-def require_root() -> None:
-    require(os.geteuid() == 0,
-            "codecell serve runs executions and pip in the sandbox, which needs root; "
-            "this process is not root")
-
-
-def require_binary() -> None:
-    if not BIN.exists():
-        pytest.fail(f"codecell binary not found at {BIN} (set CODECELL_BIN)", pytrace=False)
+SUITE = harness.Suite("packages",
+                      root_reason="codecell serve runs executions and pip in the sandbox, which "
+                                  "needs root; this process is not root")
+require_root = SUITE.require_root
 
 
 def require_build_tools() -> None:
@@ -124,12 +95,6 @@ def require_build_tools() -> None:
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def norm(name: str) -> str:
     """PEP 503 normalized name."""
     return re.sub(r"[-_.]+", "-", str(name)).lower()
@@ -149,37 +114,6 @@ def wait_until(pred, timeout: float, interval: float = 0.2):
 
 def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def toml_key(k: str) -> str:
-    return k if _BARE_KEY.match(k) else json.dumps(k)
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    raise TypeError(f"no TOML for {v!r}")
-
-
-def to_toml(config: dict, prefix: str = "") -> str:
-    """A dict as TOML; nested dicts become [tables] / [table.subtable]."""
-    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in config.items()
-             if not isinstance(v, dict)]
-    out = "\n".join(lines) + ("\n" if lines else "")
-    for k, v in config.items():
-        if isinstance(v, dict):
-            name = f"{prefix}.{toml_key(k)}" if prefix else toml_key(k)
-            out += f"\n[{name}]\n" + to_toml(v, name)
-    return out
 
 
 def tool_env(extra: dict | None = None) -> dict:
@@ -507,16 +441,8 @@ def find_named(root: Path, name: str) -> list:
 # --------------------------------------------------------------------------------------------
 # the daemon
 # --------------------------------------------------------------------------------------------
-class Resp(NamedTuple):
-    status: int
-    headers: dict
-    body: bytes
-
-    def json(self):
-        try:
-            return json.loads(self.body)
-        except ValueError as e:
-            raise AssertionError(f"HTTP {self.status}: body is not JSON ({e}): {self.body[:500]!r}")
+class Resp(harness.Resp):
+    __slots__ = ()
 
     def __repr__(self):
         return f"<HTTP {self.status} {self.body[:1500]!r}>"
@@ -544,78 +470,22 @@ def package_config(wheels: Wheels | None = None, *, index_url: str = "", wheel_d
     return config
 
 
-class Daemon:
+class Daemon(harness.Daemon):
+    """harness.Daemon with a config, in a given directory, in :func:`tool_env`, with the
+    package tests' request helpers."""
+
+    suite = SUITE
+    READY_TIMEOUT = READY_TIMEOUT
+    STOP_TIMEOUT = STOP_TIMEOUT
+    STDERR_LIMIT = 5000
+    HTTP_TIMEOUT = HTTP_TIMEOUT
+    response_type = Resp
+
     def __init__(self, config: dict, root: Path, name: str = "daemon"):
-        self.name = name
-        self.dir = Path(root)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir = self.dir / "data"
-        self.config = config
-        self.config_path = self.dir / "config.toml"
-        self.config_path.write_text(to_toml(config))
-        self.proc = None
-        self.port = None
+        super().__init__(config=config, name=name, root=root)
 
-    def command(self):
-        return [str(BIN), "serve", "--config", str(self.config_path), "--listen",
-                f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
-
-    def start(self):
-        require_root()
-        require_binary()
-        self.port = free_port()
-        self.stderr_path = self.dir / "stderr.log"
-        self._err = open(self.stderr_path, "ab")
-        self._out = open(self.dir / "stdout.log", "ab")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=self._err, env=tool_env())
-        deadline = time.monotonic() + READY_TIMEOUT
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._close_logs()
-                pytest.fail(f"codecell serve exited {self.proc.returncode} before /healthz\n"
-                            f"command: {self.command()}\nconfig:\n{self.config_path.read_text()}"
-                            f"\nstderr:\n{self.stderr()}", pytrace=False)
-            try:
-                r = self.request("GET", "/healthz", timeout=2)
-                if r.status == 200:
-                    return self
-                last = r
-            except OSError as e:
-                last = e
-            time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"codecell serve did not answer /healthz within {READY_TIMEOUT}s ({last!r})\n"
-                    f"stderr:\n{self.stderr()}", pytrace=False)
-
-    def stderr(self, limit: int = 5000) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except (OSError, AttributeError):
-            return "<no stderr>"
-        return text if len(text) <= limit else "...\n" + text[-limit:]
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._close_logs()
-        return self.proc.returncode
-
-    def _close_logs(self):
-        for f in (getattr(self, "_err", None), getattr(self, "_out", None)):
-            if f and not f.closed:
-                f.close()
+    def environ(self) -> dict:
+        return tool_env(self.env)
 
     # -- HTTP -----------------------------------------------------------------------------------
     def request(self, method, path, payload=None, raw: bytes | None = None,
@@ -626,14 +496,7 @@ class Daemon:
             body = json.dumps(payload).encode()
         if body is not None:
             headers["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            r = conn.getresponse()
-            data = r.read()
-            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
-        finally:
-            conn.close()
+        return self.send(method, path, body, headers, timeout)
 
     def json(self, method, path, payload=None, expect=200, timeout=HTTP_TIMEOUT):
         try:
@@ -804,7 +667,7 @@ def run_cli(*args, timeout=HTTP_TIMEOUT) -> subprocess.CompletedProcess:
 # pytest hooks and fixtures
 # --------------------------------------------------------------------------------------------
 def pytest_report_header(config):
-    return [f"codecell binary: {BIN} (exists: {BIN.exists()}); CI={in_ci()}; euid={os.geteuid()}"]
+    return SUITE.report_header()
 
 
 @pytest.fixture(scope="session")

@@ -18,17 +18,21 @@ import json
 import os
 import platform
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/, for support.harness
+from support import harness  # noqa: E402
+# re-exported for the test modules (`from .conftest import ...`)
+from support.harness import (BIN, binary_path, descendants_in, in_ci,  # noqa: E402,F401
+                             require, require_binary)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -41,60 +45,19 @@ SIGSYS = int(signal.SIGSYS)
 
 
 # --------------------------------------------------------------------------------------------
-# binary, CI and root handling
+# root, architecture and temporary directories (tests/support/harness.py)
 # --------------------------------------------------------------------------------------------
-def binary_path() -> Path:
-    env = os.environ.get("CODECELL_BIN")
-    if not env:
-        return REPO / "build" / "codecell"
-    p = Path(env)
-    if not p.is_absolute():
-        p = Path.cwd() / p if (Path.cwd() / p).exists() else REPO / p
-    return p.absolute()
-
-
-BIN = binary_path()
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require(condition: bool, reason: str) -> None:
-    """A missing root privilege / kernel feature: FAIL under CI=true, else skip (printing why)."""
-    if condition:
-        return
-    if in_ci():
-        pytest.fail(f"CI=true and a requirement is missing: {reason}", pytrace=False)
-    print(f"SKIP (not CI): {reason}", file=sys.stderr)
-    pytest.skip(reason)
-
-
-def require_root() -> None:
-    require(os.geteuid() == 0, "codecell run needs root; this test process is not root")
+# the temporary directories are removed at the end of the session, passed or failed
+SUITE = harness.Suite("security", tmp_prefix="codecell-sec-", keep_on_failure=False,
+                      root_reason="codecell run needs root; this test process is not root")
+require_root = SUITE.require_root
+_base = SUITE.base_dir
+new_dir = SUITE.new_dir
 
 
 def require_x86_64() -> None:
     require(platform.machine() == "x86_64",
             f"the syscall numbers and machine code in this suite are x86_64 ({platform.machine()})")
-
-
-# --------------------------------------------------------------------------------------------
-# temporary directories
-# --------------------------------------------------------------------------------------------
-_BASE: Path | None = None      # created on first use, removed at the end of the session
-
-
-def _base() -> Path:
-    global _BASE
-    if _BASE is None:
-        _BASE = Path(tempfile.mkdtemp(prefix="codecell-sec-",
-                                      dir="/var/tmp" if os.path.isdir("/var/tmp") else None))
-    return _BASE
-
-
-def new_dir(kind: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=kind + "-", dir=_base()))
 
 
 def new_data_dir() -> Path:
@@ -159,8 +122,7 @@ def start(code, *flags, files=(), data_dir=None, output_dir=None, env=None,
           measure_rss=False) -> Handle:
     """Start ``codecell run --json`` in the background (see :func:`finish`)."""
     require_root()
-    if not BIN.exists():
-        pytest.fail(f"codecell binary not found at {BIN} (set CODECELL_BIN)", pytrace=False)
+    require_binary()
     data_dir = Path(data_dir) if data_dir else new_data_dir()
     output_dir = Path(output_dir) if output_dir else new_dir("out")
     argv = [str(BIN), "run", "--json", "--data-dir", str(data_dir), "--output-dir",
@@ -367,16 +329,7 @@ def host_descendants_of(root_pid: int):
             info = _ppid_uid_cmd(int(d))
             if info is not None:
                 parent[int(d)] = info[0]
-    out = []
-    for pid in parent:
-        p, seen = pid, set()
-        while p in parent and p not in seen and p > 1:
-            seen.add(p)
-            p = parent[p]
-            if p == root_pid:
-                out.append(pid)
-                break
-    return out
+    return descendants_in(parent, root_pid)
 
 
 def assert_no_sandbox_processes(grace: float = 1.0, needle: str | None = None):
@@ -473,8 +426,7 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    return [f"codecell binary: {BIN} (exists: {BIN.exists()}); CI={os.environ.get('CI', '')!r}; "
-            f"euid={os.geteuid()}"]
+    return SUITE.report_header()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -489,8 +441,7 @@ def pytest_runtest_setup(item):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _BASE is not None:
-        shutil.rmtree(_BASE, ignore_errors=True)
+    SUITE.session_finish(exitstatus)
 
 
 @pytest.fixture(autouse=True)

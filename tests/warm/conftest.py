@@ -16,20 +16,23 @@ with ``CODECELL_REQUIRE_WARM=1`` and asserts the result says ``"interpreter": "w
 silent fallback to a cold interpreter can never pass a warm test.  :func:`run_cold` runs the same
 code on the cold path (no zygote variables in the environment) for side-by-side comparisons.
 """
-import http.client
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/, for support.harness
+from support import harness  # noqa: E402
+# re-exported for the test modules (`from .conftest import ...`)
+from support.harness import (BIN, binary_path, close_logs, descendants_in,  # noqa: E402,F401
+                             free_port, in_ci, read_tail, require, require_binary,
+                             terminate)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -50,60 +53,13 @@ ZYGOTE_ENV = ("CODECELL_ZYGOTE_SOCKET", "CODECELL_REQUIRE_WARM", "CODECELL_WARM_
 
 
 # --------------------------------------------------------------------------------------------
-# binary, CI and root handling
+# root, temporary directories and sockets (tests/support/harness.py)
 # --------------------------------------------------------------------------------------------
-def binary_path() -> Path:
-    env = os.environ.get("CODECELL_BIN")
-    if not env:
-        return REPO / "build" / "codecell"
-    p = Path(env)
-    if not p.is_absolute():
-        p = Path.cwd() / p if (Path.cwd() / p).exists() else REPO / p
-    return p.absolute()
-
-
-BIN = binary_path()
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require(condition: bool, reason: str) -> None:
-    """A missing root privilege / kernel feature: FAIL under CI=true, else skip (printing why)."""
-    if condition:
-        return
-    if in_ci():
-        pytest.fail(f"CI=true and a requirement is missing: {reason}", pytrace=False)
-    print(f"SKIP (not CI): {reason}", file=sys.stderr)
-    pytest.skip(reason)
-
-
-def require_root() -> None:
-    require(os.geteuid() == 0, "codecell zygote / run need root; this test process is not root")
-
-
-def require_binary() -> None:
-    if not BIN.exists():
-        pytest.fail(f"codecell binary not found at {BIN} (set CODECELL_BIN)", pytrace=False)
-
-
-# --------------------------------------------------------------------------------------------
-# temporary directories and sockets
-# --------------------------------------------------------------------------------------------
-_BASE: Path | None = None
-
-
-def base_dir() -> Path:
-    global _BASE
-    if _BASE is None:
-        _BASE = Path(tempfile.mkdtemp(prefix="codecell-warm-",
-                                      dir="/var/tmp" if os.path.isdir("/var/tmp") else None))
-    return _BASE
-
-
-def new_dir(kind: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=kind + "-", dir=base_dir()))
+SUITE = harness.Suite("warm", tmp_prefix="codecell-warm-", kept="logs and data",
+                      root_reason="codecell zygote / run need root; this test process is not root")
+require_root = SUITE.require_root
+base_dir = SUITE.base_dir
+new_dir = SUITE.new_dir
 
 
 def new_socket_path(tag: str = "warm") -> Path:
@@ -177,16 +133,7 @@ def descendants_of(root: int):
         st = proc_stat(p)
         if st is not None:
             parent[p] = st[1]
-    out = []
-    for p in parent:
-        q, seen = p, set()
-        while q in parent and q not in seen and q > 1:
-            seen.add(q)
-            q = parent[q]
-            if q == root:
-                out.append(p)
-                break
-    return sorted(out)
+    return sorted(descendants_in(parent, root))
 
 
 def threads_of(pid: int):
@@ -316,24 +263,12 @@ def wait_until(pred, timeout: float, interval: float = 0.05):
 
 def stop_process(obj, timeout: float):
     """SIGTERM ``obj.proc``, SIGKILL after ``timeout`` s, close ``obj``'s log files; returns the
-    exit code (None if it never started). Shared by Zygote and Daemon."""
+    exit code (None if it never started). Used by Zygote."""
     if obj.proc is None:
         return None
-    if obj.proc.poll() is None:
-        obj.proc.send_signal(signal.SIGTERM)
-        try:
-            obj.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            obj.proc.kill()
-            obj.proc.wait()
+    terminate(obj.proc, timeout)
     close_logs(obj)
     return obj.proc.returncode
-
-
-def close_logs(obj):
-    for f in (getattr(obj, "_err", None), getattr(obj, "_out", None)):
-        if f and not f.closed:
-            f.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,11 +299,7 @@ class Zygote:
         return cmd
 
     def stderr(self, limit: int = 6000) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return "<no stderr>"
-        return text if len(text) <= limit else "...\n" + text[-limit:]
+        return read_tail(self.stderr_path, limit)
 
     def start(self, timeout: float = READY_TIMEOUT):
         require_root()
@@ -548,69 +479,19 @@ def run_cold(code, *flags, **kw) -> Result:
 
 
 # --------------------------------------------------------------------------------------------
-# a minimal ``codecell serve`` (patterns of tests/api/conftest.py)
+# a minimal ``codecell serve`` (tests/support/harness.py)
 # --------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Daemon(harness.Daemon):
+    """harness.Daemon with an optional TOML config text; :meth:`request` returns
+    (status, parsed JSON or the raw body)."""
 
+    suite = SUITE
+    READY_TIMEOUT = 20.0
+    STOP_TIMEOUT = 15.0
 
-class Daemon:
     def __init__(self, env: dict | None = None, config_toml: str | None = None,
                  name: str = "daemon"):
-        self.dir = new_dir(name)
-        self.data_dir = self.dir / "data"
-        self.env = env or {}
-        self.config_path = None
-        if config_toml is not None:
-            self.config_path = self.dir / "config.toml"
-            self.config_path.write_text(config_toml)
-        self.proc = None
-        self.port = None
-
-    def command(self):
-        cmd = [str(BIN), "serve", "--data-dir", str(self.data_dir), "--listen",
-               f"127.0.0.1:{self.port}"]
-        if self.config_path:
-            cmd += ["--config", str(self.config_path)]
-        return cmd
-
-    def start(self, timeout: float = 20.0):
-        require_root()
-        require_binary()
-        self.port = free_port()
-        self.stderr_path = self.dir / "stderr.log"
-        self._err = open(self.stderr_path, "wb")
-        self._out = open(self.dir / "stdout.log", "wb")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CODECELL_")}
-        env.update(self.env)
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=self._err, env=env)
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"codecell serve exited {self.proc.returncode} before /healthz\n"
-                            f"stderr:\n{self.stderr()}", pytrace=False)
-            try:
-                status, _ = self.request("GET", "/healthz", timeout=2)
-                if status == 200:
-                    return self
-                last = status
-            except OSError as e:
-                last = e
-            time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"codecell serve did not answer /healthz within {timeout}s ({last!r})\n"
-                    f"stderr:\n{self.stderr()}", pytrace=False)
-
-    def stderr(self, limit: int = 6000) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return "<no stderr>"
-        return text if len(text) <= limit else "...\n" + text[-limit:]
+        super().__init__(env=env, config_toml=config_toml, name=name)
 
     def request(self, method, path, payload=None, timeout=120):
         headers = {}
@@ -618,17 +499,11 @@ class Daemon:
         if payload is not None:
             body = json.dumps(payload).encode()
             headers["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        r = self.send(method, path, body, headers, timeout)
         try:
-            conn.request(method, path, body=body, headers=headers)
-            r = conn.getresponse()
-            data = r.read()
-        finally:
-            conn.close()
-        try:
-            return r.status, json.loads(data) if data else None
+            return r.status, json.loads(r.body) if r.body else None
         except ValueError:
-            return r.status, data
+            return r.status, r.body
 
     def status(self) -> dict:
         code, obj = self.request("GET", "/v1/status", timeout=10)
@@ -661,26 +536,16 @@ class Daemon:
         assert code_ == 200 and isinstance(obj, dict), f"POST /v1/executions: {code_} {obj!r}"
         return obj
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 15.0):
-        return stop_process(self, timeout)
-
 
 # --------------------------------------------------------------------------------------------
 # pytest hooks and fixtures
 # --------------------------------------------------------------------------------------------
 def pytest_report_header(config):
-    return [f"codecell binary: {BIN} (exists: {BIN.exists()}); CI={os.environ.get('CI', '')!r}; "
-            f"euid={os.geteuid()}"]
+    return SUITE.report_header()
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _BASE is not None and exitstatus == 0:
-        shutil.rmtree(_BASE, ignore_errors=True)
-    elif _BASE is not None:
-        print(f"\ncodecell warm suite: logs and data kept under {_BASE}", file=sys.stderr)
+    SUITE.session_finish(exitstatus)
 
 
 @pytest.fixture(autouse=True)

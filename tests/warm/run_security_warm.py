@@ -28,22 +28,17 @@ REPO = HERE.parent.parent
 PYTHON = "/usr/bin/python3"
 READY_TIMEOUT = 60.0
 
-
-def binary() -> Path:
-    env = os.environ.get("CODECELL_BIN")
-    if not env:
-        return REPO / "build" / "codecell"
-    p = Path(env)
-    return p if p.is_absolute() else (Path.cwd() / p).absolute()
+sys.path.insert(0, str(REPO / "tests"))     # for support.harness
+from support.harness import binary_path, in_ci  # noqa: E402
 
 
 def main(argv) -> int:
-    ci = os.environ.get("CI", "").lower() == "true"
+    ci = in_ci()
     if os.geteuid() != 0:
         print("security_warm: codecell zygote needs root; this process is not root",
               file=sys.stderr)
         return 1 if ci else 0
-    bin_ = binary()
+    bin_ = binary_path()
     if not bin_.exists():
         print(f"security_warm: no codecell binary at {bin_} (set CODECELL_BIN)", file=sys.stderr)
         return 1
