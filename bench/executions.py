@@ -72,7 +72,7 @@ import time
 import uuid
 
 from serve_daemon import (Interrupted, ServeDaemon, interrupted, on_sigterm,
-                          print_failures_and_load, stop_all)
+                          print_failures_and_load, stop_all, fmt_ms, fmt_x)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = os.environ.get("CODECELL_BIN", str(REPO / "build" / "codecell"))
@@ -846,12 +846,6 @@ def summarize(args, keys, meta, daemons, seq, conc, pss, pool):
     return s
 
 
-def fmt_ms(v):
-    return "—" if v is None else f"{v:.1f} ms"
-
-
-def fmt_x(v):
-    return "—" if v is None else f"{v:.2f}×"
 
 
 def fmt_mib(v):

@@ -73,7 +73,6 @@ import queue
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,7 +80,7 @@ import threading
 import time
 
 from serve_daemon import (Interrupted, ServeDaemon, interrupted, on_sigterm,
-                          print_failures_and_load, stop_all)
+                          print_failures_and_load, stop_all, fmt_ms, fmt_x, median, ms, percentile)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 USER = "bench"
@@ -457,23 +456,7 @@ class McpStdio:
 
 
 # --------------------------------------------------------------------------- measuring
-def percentile(xs, p):
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def ms(s):
-    return None if s is None else round(s * 1000, 2)
 
 
 def measure(methods, workload, runs, failures, warmup_failures):
@@ -633,12 +616,6 @@ def main():
 
 
 # --------------------------------------------------------------------------- report
-def fmt_ms(v):
-    return "—" if v is None else f"{v:.1f} ms"
-
-
-def fmt_x(v):
-    return "—" if v is None else f"{v:.2f}×"
 
 
 def fmt_d(v):

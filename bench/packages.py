@@ -80,7 +80,6 @@ import platform
 import secrets
 import shutil
 import signal
-import statistics
 import string
 import subprocess
 import sys
@@ -89,7 +88,7 @@ import threading
 import time
 
 from serve_daemon import (Interrupted, ServeDaemon, interrupted, on_sigterm,
-                          print_failures_and_load, stop_all)
+                          print_failures_and_load, stop_all, median, ms, percentile)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SNAPSHOT = "/tmp/cc-snap/codecell"
@@ -260,23 +259,7 @@ class Daemon(ServeDaemon):
 
 
 # --------------------------------------------------------------------------- helpers
-def percentile(xs, p):
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def ms(s):
-    return None if s is None else round(s * 1000, 2)
 
 
 def fmt_s(s):

@@ -7,7 +7,8 @@ PR_SET_PDEATHSIG = SIGTERM (it does not outlive a benchmark that is killed), wai
 healthy and then ready (a condition on /v1/status's "interpreters" that each benchmark gives),
 plain HTTP requests (one new loopback connection each), stopping it with SIGTERM then SIGKILL.
 Around it: SIGTERM as the exception Interrupted, the message and exit status after an interruption,
-stopping every daemon on the way out, and the closing lines of a report (failures, load average).
+stopping every daemon on the way out, the closing lines of a report (failures, load average), and
+the statistics and number formats the reports share (percentile, median, ms, fmt_ms, fmt_x).
 Only the standard library; the benchmarks import it from their own directory (python3 puts the
 directory of the script it runs first on sys.path).
 """
@@ -16,6 +17,7 @@ import http.client
 import json
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -186,3 +188,34 @@ class ServeDaemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+# --------------------------------------------------------------------------- statistics, report
+def percentile(xs, p):
+    """The p-th percentile of xs (linear interpolation), None when xs is empty."""
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = (len(xs) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def median(xs):
+    """The median of the values that are not None; None when there are none."""
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def ms(s):
+    """Seconds as milliseconds, rounded to 0.01 ms; None stays None."""
+    return None if s is None else round(s * 1000, 2)
+
+
+def fmt_ms(v):
+    return "—" if v is None else f"{v:.1f} ms"
+
+
+def fmt_x(v):
+    return "—" if v is None else f"{v:.2f}×"
