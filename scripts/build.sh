@@ -26,6 +26,12 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The MCP tests drive codecell with the official TypeScript SDK's client, from the npm registry
+# (pinned by tests/mcp/package-lock.json). Debian 12's nodejs (18) is enough; a node and npm that
+# are already there (e.g. NodeSource's, which conflicts with Debian's npm) are used as they are.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "codecell: missing Debian packages (${missing[*]}); run this script as root" >&2
@@ -40,18 +46,7 @@ fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)"
 
-# The MCP tests drive codecell with the official TypeScript SDK's client, from the npm registry
-# (pinned by tests/mcp/package-lock.json). Debian 12's nodejs (18) is enough.
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "codecell: node and npm are missing (the MCP tests need them); run as root" >&2
-    exit 1
-  fi
-  echo "codecell: installing nodejs npm" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq nodejs npm >/dev/null
-fi
+# The SDK for tests/mcp, into the build dir (again only when the lock file changed).
 mkdir -p build/mcp-client
 if ! cmp -s tests/mcp/package-lock.json build/mcp-client/package-lock.json ||
   [ ! -d build/mcp-client/node_modules/@modelcontextprotocol/sdk ]; then
