@@ -298,7 +298,8 @@ class HttpMcp:
         return r
 
     def post(self, msg, path=None, extra=None, timeout=RPC_TIMEOUT, **kw) -> Resp:
-        return self.d.request("POST", path or self.path(), msg, headers=self.headers(extra=extra, **kw),
+        return self.d.request("POST", path or self.path(), msg,
+                              headers=self.headers(extra=extra, **kw),
                               timeout=timeout)
 
     def raw_rpc(self, method, params=None, **kw) -> Resp:
@@ -508,3 +509,12 @@ def user():
 def start_daemon(name, config=None, env=None) -> Daemon:
     require_root()
     return Daemon(name=name, config=config, env=env).start()
+
+
+def running_daemon(name, config=None):
+    """Body of a module fixture (``yield from running_daemon("http")``): a started daemon, which
+    must exit 0 on SIGTERM at the end."""
+    daemon = start_daemon(name, config=config)
+    yield daemon
+    rc = daemon.stop()
+    assert rc == 0, f"the daemon exited {rc} on SIGTERM\n{daemon.stderr()}"

@@ -7,17 +7,14 @@ from pathlib import Path
 import pytest
 
 from .conftest import (LATEST, MCP_HEADERS, RESOURCE_NOT_FOUND, assert_tool_error, assert_tool_ok,
-                       new_user, q, rpc_error, rpc_result, start_daemon, text_of)
+                       new_user, q, rpc_error, rpc_result, running_daemon, text_of)
 
 ALLOWED_ORIGIN = "https://x.example"
 
 
 @pytest.fixture(scope="module")
 def d():
-    daemon = start_daemon("attacks", config={"mcp": {"allowed_origins": [ALLOWED_ORIGIN]}})
-    yield daemon
-    rc = daemon.stop()
-    assert rc == 0, f"the daemon exited {rc} on SIGTERM\n{daemon.stderr()}"
+    yield from running_daemon("attacks", config={"mcp": {"allowed_origins": [ALLOWED_ORIGIN]}})
 
 
 @pytest.fixture(scope="module")

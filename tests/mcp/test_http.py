@@ -7,17 +7,15 @@ import pytest
 
 from .conftest import (INVALID_PARAMS, INVALID_REQUEST, LATEST, MCP_HEADERS, METHOD_NOT_FOUND,
                        PARSE_ERROR, RESOURCE_NOT_FOUND, SUPPORTED, TOOL_NAMES,
-                       assert_tool_ok, new_user, q, rpc_error, rpc_result, short, start_daemon)
+                       assert_tool_ok, new_user, q, rpc_error, rpc_result, running_daemon, short,
+                       start_daemon)
 
 DEFAULT_USER = new_user("dflt")
 
 
 @pytest.fixture(scope="module")
 def d():
-    daemon = start_daemon("http", config={"mcp": {"default_user": DEFAULT_USER}})
-    yield daemon
-    rc = daemon.stop()
-    assert rc == 0, f"the daemon exited {rc} on SIGTERM\n{daemon.stderr()}"
+    yield from running_daemon("http", config={"mcp": {"default_user": DEFAULT_USER}})
 
 
 @pytest.fixture

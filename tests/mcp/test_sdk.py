@@ -9,7 +9,7 @@ import pytest
 
 from .conftest import (BIN, INVALID_PARAMS, LATEST, PNG_SIGNATURE, RESOURCE_NOT_FOUND, TOOL_NAMES,
                        image_bytes, items, new_dir, new_user, require_sdk, run_sdk, short,
-                       start_daemon, text_of)
+                       running_daemon, start_daemon, text_of)
 
 CSV_NAME = "sales.csv"
 CSV_TEXT = "month,sales\nJan,120\nFeb,135\nMar,150\nApr,95\n"
@@ -35,10 +35,7 @@ DATA = {"csv_name": CSV_NAME, "csv_text": CSV_TEXT, "plot_code": PLOT_CODE,
 
 @pytest.fixture(scope="module")
 def http_daemon():
-    d = start_daemon("sdk-http")
-    yield d
-    rc = d.stop()
-    assert rc == 0, f"the daemon exited {rc} on SIGTERM\n{d.stderr()}"
+    yield from running_daemon("sdk-http")
 
 
 _REPORTS = {}

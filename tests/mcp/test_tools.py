@@ -6,7 +6,7 @@ import secrets
 import pytest
 
 from .conftest import (PNG_SIGNATURE, RESOURCE_NOT_FOUND, assert_tool_error, assert_tool_ok,
-                       image_bytes, items, new_user, rpc_error, rpc_result, short, start_daemon,
+                       image_bytes, items, new_user, rpc_error, rpc_result, short, running_daemon,
                        text_of)
 
 CSV = b"month,sales,cost\nJan,120,80\nFeb,135,90\nMar,150,95\nApr,95,70\nMay,160,100\n"
@@ -14,10 +14,7 @@ CSV = b"month,sales,cost\nJan,120,80\nFeb,135,90\nMar,150,95\nApr,95,70\nMay,160
 
 @pytest.fixture(scope="module")
 def d():
-    daemon = start_daemon("tools")
-    yield daemon
-    rc = daemon.stop()
-    assert rc == 0, f"the daemon exited {rc} on SIGTERM\n{daemon.stderr()}"
+    yield from running_daemon("tools")
 
 
 @pytest.fixture
