@@ -51,5 +51,8 @@ mkdir -p build/mcp-client
 if ! cmp -s tests/mcp/package-lock.json build/mcp-client/package-lock.json ||
   [ ! -d build/mcp-client/node_modules/@modelcontextprotocol/sdk ]; then
   cp tests/mcp/package.json tests/mcp/package-lock.json build/mcp-client/
-  (cd build/mcp-client && npm ci --no-audit --no-fund --loglevel=error)
+  # Only the tests need it: without the npm registry the service still builds and starts, and
+  # tests/mcp says what is missing (and fails under CI=true).
+  (cd build/mcp-client && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "codecell: warning: could not install the MCP SDK from npm (tests/mcp needs it)" >&2
 fi
