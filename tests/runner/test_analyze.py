@@ -92,8 +92,12 @@ def test_summary_of_a_csv(sb):
     assert sb.pngs() == []
 
 
-def test_tsv_summary(sb):
-    fid = sb.add("table.tsv", "a\tb\n1\tx\n2\ty\n3\t\n")
+@pytest.mark.parametrize("name, content", [
+    ("table.tsv", "a\tb\n1\tx\n2\ty\n3\t\n"),
+    ("events.jsonl", '{"k": "a", "v": 1}\n{"k": "b", "v": 2}\n{"k": "a", "v": null}\n'),
+])
+def test_three_rows_one_missing_summary(sb, name, content):
+    fid = sb.add(name, content)
     res = sb.analyze(fid, "summary")
     assert res.rc == 0, res.err
     assert "3 rows x 2 columns" in res.out
@@ -121,14 +125,6 @@ def test_json_list_of_records_summary(sb):
     assert res.rc == 0, res.err
     assert "3 rows x 5 columns" in res.out  # the nested object is flattened: geo.lat, geo.lon
     assert "geo.lat" in res.out and "city" in res.out
-
-
-def test_jsonl_summary(sb):
-    fid = sb.add("events.jsonl", '{"k": "a", "v": 1}\n{"k": "b", "v": 2}\n{"k": "a", "v": null}\n')
-    res = sb.analyze(fid, "summary")
-    assert res.rc == 0, res.err
-    assert "3 rows x 2 columns" in res.out
-    assert "Missing values: 1 cells in 1 of 2 columns" in res.out
 
 
 def test_wide_table_report_is_bounded(sb):
