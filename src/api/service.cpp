@@ -275,16 +275,16 @@ sandbox::Result<json> Service::RunOne(exec::ExecutionRequest& request) {
     std::lock_guard<std::mutex> lock(cancel_mutex_);
     cancel_fds_.erase(cancel.get());
   }
-  if (!result && !code_started) {
+  if (!result && !code_started && result.kind() != sandbox::FailureKind::kStorageFull) {
     // The warm child could not be started or set up (e.g. its zygote died just then): the code
-    // has not run, so run it cold.
+    // has not run, so run it cold. A full disk would stop a cold one the same way.
     Log({{"level", "warning"},
          {"event", "zygote"},
          {"message", "warm execution failed, running it cold: " + result.error()}});
     request.cancel_fd = -1;
     return helpers_.Run(exec::RequestToJson(request, config_.data_dir));
   }
-  if (!result) return sandbox::Result<json>::Fail(result.error());
+  if (!result) return sandbox::Result<json>::Fail(result);
   return result->ToJson();
 }
 
@@ -335,8 +335,11 @@ void Service::Routes() {
         try {
           std::rethrow_exception(ep);
         } catch (const store::StoreError& e) {
-          if (e.disk_full()) return JsonError(res, 507, "insufficient_storage", e.what());
           Log({{"level", "error"}, {"event", "store_error"}, {"message", e.what()}});
+          if (e.disk_full()) {
+            return JsonError(res, 507, "insufficient_storage",
+                             "the service's storage is full: nothing was recorded");
+          }
           return JsonError(res, 500, "internal", "metadata store error");
         } catch (const std::exception& e) {
           Log({{"level", "error"}, {"event", "exception"}, {"message", e.what()}});
@@ -648,14 +651,24 @@ void Service::Execute(const json& j, httplib::Response& res) {
     std::filesystem::remove_all(request.generated_dir, ec);
     record.execution_id = exec::NewRandomId("exec_");
     record.status = "failed";
-    store_->InsertExecution(record);
+    RecordExecution(record);
     metrics_.CountExecution("failed", (record.finished_at - record.started_at) / 1000.0);
     Log({{"level", "error"},
          {"event", "execution"},
+         {"execution_id", record.execution_id},
          {"user_id", user},
          {"status", "failed"},
          {"message", out.error()}});
-    return JsonError(res, 500, "internal", "the execution could not be run: " + out.error());
+    // The code did not run. The reason names host paths: it stays in the log.
+    if (out.kind() == sandbox::FailureKind::kStorageFull) {
+      return JsonError(res, 507, "insufficient_storage",
+                       "the service's storage is full: the execution could not be prepared "
+                       "(nothing ran). Delete files, or ask the operator to free space");
+    }
+    return JsonError(res, 500, "internal",
+                     "the execution could not be run (an internal error; the service's log has "
+                     "the details under " +
+                         record.execution_id + ")");
   }
   json result = std::move(out.value());
   json stored = json::array();
@@ -698,7 +711,7 @@ void Service::Execute(const json& j, httplib::Response& res) {
     record.peak_memory_bytes = result["resources"]["peak_memory_bytes"].get<uint64_t>();
   }
   record.generated_files = stored.size();
-  store_->InsertExecution(record);
+  RecordExecution(record);
   metrics_.CountExecution(record.status, record.execution_time);
   Log({{"level", "info"},
        {"event", "execution"},
@@ -710,6 +723,19 @@ void Service::Execute(const json& j, httplib::Response& res) {
        {"inputs", inputs.size()},
        {"generated_files", stored.size()}});
   JsonOk(res, 200, result);
+}
+
+void Service::RecordExecution(const store::ExecutionRecord& record) {
+  try {
+    store_->InsertExecution(record);
+  } catch (const store::StoreError& e) {
+    // The answer matters more than the history row (read only by the operator's queries): a full
+    // disk must not turn the result of code that ran into an error.
+    Log({{"level", "error"},
+         {"event", "store_error"},
+         {"execution_id", record.execution_id},
+         {"message", std::string("the execution was not recorded: ") + e.what()}});
+  }
 }
 
 ToolLimits Service::ToolLimitsNow() const {

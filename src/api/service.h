@@ -78,6 +78,8 @@ class Service : public McpBackend {
   // POST /v1/executions once its body is parsed (also the tool-call endpoint's
   // execute_python_code): answers on `res`.
   void Execute(const nlohmann::json& body, httplib::Response& res);
+  // Adds the execution's history row; a store failure (a full disk) is logged, never thrown.
+  void RecordExecution(const store::ExecutionRecord& record);
   // pip's sandbox, through a helper process like every cold execution.
   sandbox::Result<nlohmann::json> RunInstaller(exec::ExecutionRequest& request);
 

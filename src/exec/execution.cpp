@@ -287,11 +287,11 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
 
   auto workspace =
       Workspace::Create(env.work_root, result.execution_id, limits.workspace_mb << 20, uid, gid);
-  if (!workspace) return R::Fail(workspace.error());
+  if (!workspace) return R::Fail(workspace);
   std::vector<runner::RunnerInput> runner_inputs;
   for (const auto& input : request.inputs) {
     auto name = workspace->AddInput(input.host_path, input.filename);
-    if (!name) return R::Fail(name.error());
+    if (!name) return R::Fail(name);
     runner_inputs.push_back({input.file_id, *name});
   }
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "sandbox/sys_result.h"
 #include "sandbox/unique_fd.h"
 
 namespace codecell::exec {
@@ -74,8 +75,10 @@ bool SameContent(int a, int b) {
   }
 }
 
-// True when `rel` exists in lower/ as a regular file with the same bytes: opened for writing or
-// touched, but not changed.
+// True when `rel` exists in lower/ as a regular file with the same bytes and the same mtime: copied
+// up because the code opened it for writing (sqlite3 does for a read) or changed its metadata, but
+// never written. A write or a touch, even of the same bytes, sets a new mtime (Workspace::AddInput
+// gives inputs a whole-second one so that no write can land on it).
 bool UnchangedInput(const std::string& upper, const std::string& lower, const Candidate& c) {
   UniqueFd in_lower(::open((lower + "/" + c.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!in_lower.valid()) return false;
@@ -85,26 +88,43 @@ bool UnchangedInput(const std::string& upper, const std::string& lower, const Ca
     return false;
   }
   UniqueFd in_upper(::open((upper + "/" + c.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  return in_upper.valid() && SameContent(in_upper.get(), in_lower.get());
-}
-
-bool CopyOut(const std::string& source, const std::string& target, std::string& error) {
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(target).parent_path(), ec);
-  UniqueFd in(::open(source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  UniqueFd out(::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
-  if (!in.valid() || !out.valid()) {
-    error = "cannot copy " + source + " to " + target + ": " + std::strerror(errno);
+  struct stat up {};
+  if (!in_upper.valid() || ::fstat(in_upper.get(), &up) != 0 ||
+      up.st_mtim.tv_sec != st.st_mtim.tv_sec || up.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
     return false;
   }
+  return SameContent(in_upper.get(), in_lower.get());
+}
+
+// Why a generated file could not be kept, for the client: no host path, the cause in words.
+std::string CopyFailureReason(int err) {
+  if (sandbox::FailureKindOfErrno(err) == sandbox::FailureKind::kStorageFull) {
+    return "not stored: the service's storage is full";
+  }
+  return std::string("not stored: ") + std::strerror(err);
+}
+
+// Copies one file out of the upper layer; 0 or the errno of the failure (the partial copy is
+// removed, so that a full disk gets its room back for the next, smaller file).
+int CopyOut(const std::string& source, const std::string& target) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(target).parent_path(), ec);
+  if (ec) return ec.value();
+  UniqueFd in(::open(source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!in.valid()) return errno;
+  UniqueFd out(::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!out.valid()) return errno;
   char buffer[65536];
   for (;;) {
     ssize_t n = ::read(in.get(), buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
-    if (n == 0) return true;
-    if (n < 0 || ::write(out.get(), buffer, static_cast<size_t>(n)) != n) {
-      error = "cannot copy " + source + " to " + target + ": " + std::strerror(errno);
-      return false;
+    if (n == 0) return 0;
+    ssize_t written = n < 0 ? -1 : ::write(out.get(), buffer, static_cast<size_t>(n));
+    if (written != n) {
+      const int err = n < 0 || written < 0 ? errno : ENOSPC;  // a short write: the disk filled
+      out.reset();
+      ::unlink(target.c_str());
+      return err;
     }
   }
 }
@@ -117,7 +137,7 @@ Collection CollectGeneratedFiles(const std::string& upper, const std::string& lo
   std::vector<Candidate> regular;
   int root = ::open(upper.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (root < 0) {
-    result.error = "cannot open " + upper + ": " + std::strerror(errno);
+    result.error = "cannot open the workspace's upper layer " + upper + ": " + std::strerror(errno);
     return result;
   }
   Walk(root, "", 0, regular, result.skipped);
@@ -134,8 +154,11 @@ Collection CollectGeneratedFiles(const std::string& upper, const std::string& lo
           {c.path, c.size, "over the limit of " + std::to_string(limits.max_files) + " files"});
     } else {
       std::string target = dest_dir + "/" + c.path;
-      if (!CopyOut(upper + "/" + c.path, target, result.error)) return result;
-      result.files.push_back({c.path, c.size, target});
+      if (int err = CopyOut(upper + "/" + c.path, target); err != 0) {
+        result.skipped.push_back({c.path, c.size, CopyFailureReason(err)});
+      } else {
+        result.files.push_back({c.path, c.size, target});
+      }
     }
   }
   std::sort(

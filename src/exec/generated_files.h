@@ -26,13 +26,15 @@ struct CollectLimits {
 struct Collection {
   std::vector<CollectedFile> files;
   std::vector<SkippedFile> skipped;
-  std::string error;  // set when the destination could not be written
+  std::string error;  // set when the upper layer could not be read (for the log: names paths)
 };
 
 // Walks the overlay's upper layer (what the code created or modified under /mnt/data) without
 // following any symlink, and copies regular files into `dest_dir` (same relative paths), in path
-// order, within the limits. Files copied up but identical to their input are not generated files;
-// whiteouts (deletions) are ignored; symlinks and special files are listed as skipped.
+// order, within the limits. A file the code wrote or touched is generated whatever its bytes; one
+// only copied up (opened for writing, chmod) with its input's bytes and mtime is not. Whiteouts
+// (deletions) are ignored; symlinks and special files are listed as skipped, and so is a file
+// that could not be copied out (a full disk), with a reason that names no host path.
 Collection CollectGeneratedFiles(const std::string& upper, const std::string& lower,
                                  const std::string& dest_dir, const CollectLimits& limits);
 

@@ -132,7 +132,12 @@ Result<nlohmann::json> HelperProcesses::Run(const nlohmann::json& request) {
     return R::Fail("the execution helper ended without a result (wait status " +
                    std::to_string(status) + ")");
   }
-  if (parsed.contains("helper_error")) return R::Fail(parsed["helper_error"].get<std::string>());
+  if (parsed.contains("helper_error")) {
+    const auto& message = parsed["helper_error"];
+    return R::Fail(message.is_string() ? message.get<std::string>() : "the helper failed",
+                   parsed.value("storage_full", false) ? sandbox::FailureKind::kStorageFull
+                                                       : sandbox::FailureKind::kInternal);
+  }
   return parsed;
 }
 
@@ -147,9 +152,11 @@ size_t HelperProcesses::running() const {
 }
 
 int ExecuteHelperMain() {
-  auto fail = [](const std::string& message) {
-    std::cout << nlohmann::json{{"helper_error", message}}.dump(
-                     -1, ' ', false, nlohmann::json::error_handler_t::replace)
+  auto fail = [](const std::string& message,
+                 sandbox::FailureKind kind = sandbox::FailureKind::kInternal) {
+    std::cout << nlohmann::json{{"helper_error", message},
+                                {"storage_full", kind == sandbox::FailureKind::kStorageFull}}
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
               << std::endl;
     return 1;
   };
@@ -190,11 +197,11 @@ int ExecuteHelperMain() {
   }
   request.cancel_fd = cancel.get();
   auto env = ExecutionEnvironment::Prepare(data_dir);
-  if (!env) return fail(env.error());
+  if (!env) return fail(env.error(), env.kind());
   env->zygote_socket = zygote_socket;
   if (installer_uid != 0) env->installer_uid = installer_uid;
   auto result = RunExecution(env.value(), request);
-  if (!result) return fail(result.error());
+  if (!result) return fail(result.error(), result.kind());
   std::cout << result->ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
             << std::endl;
   return 0;

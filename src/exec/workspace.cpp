@@ -22,10 +22,15 @@ namespace {
 
 std::string ErrnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
 
+// A failed call, with errno's kind: a full data dir is the operator's to fix (507), not a bug.
+template <typename T = sandbox::Unit>
+Result<T> ErrnoFailure(const std::string& what) {
+  const int err = errno;
+  return Result<T>::Fail(what + ": " + std::strerror(err), sandbox::FailureKindOfErrno(err));
+}
+
 Status MakeDir(const std::string& path, mode_t mode) {
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
-    return Status::Fail(ErrnoText("mkdir " + path));
-  }
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return ErrnoFailure("mkdir " + path);
   return sandbox::OkStatus();
 }
 
@@ -47,18 +52,21 @@ Result<Workspace> Workspace::Create(const std::string& work_root, const std::str
   using R = Result<Workspace>;
   std::error_code ec;
   fs::create_directories(work_root, ec);
-  if (ec) return R::Fail("cannot create " + work_root + ": " + ec.message());
+  if (ec) {
+    return R::Fail("cannot create " + work_root + ": " + ec.message(),
+                   sandbox::FailureKindOfErrno(ec.value()));
+  }
   Workspace w;
   w.uid_ = uid;
   w.gid_ = gid;
-  if (auto s = MakeDir(work_root + "/" + execution_id, 0700); !s) return R::Fail(s.error());
+  if (auto s = MakeDir(work_root + "/" + execution_id, 0700); !s) return R::Fail(s);
   w.dir_ = work_root + "/" + execution_id;
   w.lock_.reset(::open((w.dir_ + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!w.lock_.valid() || ::flock(w.lock_.get(), LOCK_EX | LOCK_NB) != 0) {
-    return R::Fail(ErrnoText("lock " + w.dir_));
+    return ErrnoFailure<Workspace>("lock " + w.dir_);
   }
   for (const char* sub : {"/root", "/lower", "/ws"}) {
-    if (auto s = MakeDir(w.dir_ + sub, 0755); !s) return R::Fail(s.error());
+    if (auto s = MakeDir(w.dir_ + sub, 0755); !s) return R::Fail(s);
   }
   std::string options = "size=" + std::to_string(workspace_bytes) + ",mode=0755";
   if (::mount("tmpfs", (w.dir_ + "/ws").c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) !=
@@ -66,8 +74,8 @@ Result<Workspace> Workspace::Create(const std::string& work_root, const std::str
     return R::Fail(ErrnoText("mount workspace tmpfs"));
   }
   w.ws_mounted_ = true;
-  if (auto s = MakeDir(w.upper(), 0755); !s) return R::Fail(s.error());
-  if (auto s = MakeDir(w.overlay_work(), 0700); !s) return R::Fail(s.error());
+  if (auto s = MakeDir(w.upper(), 0755); !s) return R::Fail(s);
+  if (auto s = MakeDir(w.overlay_work(), 0700); !s) return R::Fail(s);
   // The overlay's root takes its owner from upper/: /mnt/data belongs to the slot.
   if (::chown(w.upper().c_str(), uid, gid) != 0) return R::Fail(ErrnoText("chown upper"));
   return w;
@@ -115,10 +123,23 @@ Result<std::string> Workspace::AddInput(const std::string& host_path,
   std::string target = lower() + "/" + name;
   std::error_code ec;
   fs::copy_file(host_path, target, fs::copy_options::none, ec);
-  if (ec) return R::Fail("cannot copy input " + host_path + ": " + ec.message());
+  if (ec) {
+    return R::Fail("cannot copy input " + host_path + ": " + ec.message(),
+                   sandbox::FailureKindOfErrno(ec.value()));
+  }
   // Owned by the slot so that the copy-up in /mnt/data stays writable by the code.
   if (::chown(target.c_str(), uid_, gid_) != 0 || ::chmod(target.c_str(), 0644) != 0) {
-    return R::Fail(ErrnoText("chown input " + target));
+    return ErrnoFailure<std::string>("chown input " + target);
+  }
+  // The source's mtime in whole seconds: any write or touch inside the sandbox then gives the
+  // copied-up file another mtime, which is how CollectGeneratedFiles tells a file the code wrote
+  // (even with the same bytes) from one it only opened. A fresh copy's own mtime could equal the
+  // code's write in the same clock tick (file times are jiffy-coarse: 4 ms here).
+  struct stat source {};
+  if (::stat(host_path.c_str(), &source) != 0) return ErrnoFailure<std::string>("stat input");
+  const timespec times[2] = {{source.st_mtim.tv_sec, 0}, {source.st_mtim.tv_sec, 0}};
+  if (::utimensat(AT_FDCWD, target.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+    return ErrnoFailure<std::string>("set the mtime of input " + target);
   }
   return name;
 }

@@ -186,7 +186,8 @@ Outcome<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
   u->original_name_ = original_filename;
   u->temp_path_ = temp_dir() + "/" + exec::NewRandomId("upload-") + ".part";
   u->fd_ = ::open(u->temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (u->fd_ < 0) return {std::nullopt, IoFailure("cannot create " + u->temp_path_, errno)};
+  if (u->fd_ < 0)
+    return {std::nullopt, IoFailure("cannot create the upload's temporary file", errno)};
   Hasher* h = new Hasher();
   u->sha_ = h;
   return {std::move(u), {}};
@@ -324,7 +325,7 @@ Outcome<FileRecord> FileManager::AdoptGenerated(const std::string& user_id,
   unsigned char head[16];
   size_t head_size = 0;
   auto sha = Sha256OfFile(host_path, size, head, head_size);
-  if (!sha) return {std::nullopt, IoFailure("cannot read generated file " + host_path, errno)};
+  if (!sha) return {std::nullopt, IoFailure("cannot read the generated file", errno)};
   return Install(user_id, host_path, exec::SafeFileName(relative_name), relative_name, size, *sha,
                  head, head_size, "generated");
 }

@@ -9,4 +9,8 @@ std::string Describe(const SysResult& r) {
   return std::string(r.what) + ": " + std::strerror(r.err);
 }
 
+FailureKind FailureKindOfErrno(int err) {
+  return err == ENOSPC || err == EDQUOT ? FailureKind::kStorageFull : FailureKind::kInternal;
+}
+
 }  // namespace codecell::sandbox

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, require_root
 
 
 def test_pandas_version_is_ok(run_json):
@@ -177,8 +177,7 @@ def test_user_errors_still_exit_zero_and_usage_errors_exit_two(codecell, tmp_pat
 
 
 def test_not_root_is_a_clear_codecell_failure(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to an unprivileged user")
+    require_root()  # to switch to an unprivileged user
     if subprocess.run(["which", "setpriv"], capture_output=True).returncode != 0:
         pytest.fail("setpriv (util-linux) is missing")
     os.chmod(tmp_path, 0o777)

@@ -31,8 +31,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/, for support.harness
 from support import harness  # noqa: E402
 # re-exported for the test modules (`from .conftest import ...`)
-from support.harness import (BIN, binary_path, descendants_in, in_ci,  # noqa: E402,F401
-                             require, require_binary)
+from support.harness import (BIN, binary_path, descendants_in, host_cannot,  # noqa: E402,F401
+                             in_ci, require, require_binary)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -56,6 +56,8 @@ new_dir = SUITE.new_dir
 
 
 def require_x86_64() -> None:
+    # A requirement, not an absent attack surface: on another architecture this suite could not
+    # check that the sandbox confines anything, so under CI=true that must fail.
     require(platform.machine() == "x86_64",
             f"the syscall numbers and machine code in this suite are x86_64 ({platform.machine()})")
 

@@ -4,7 +4,9 @@ What used to be copied into every ``tests/<suite>/conftest.py`` lives here once:
 
 * the binary under test (:data:`BIN`, from ``CODECELL_BIN``, default ``<repo>/build/codecell``);
 * the CI rule (:func:`require`, :func:`missing`): a missing requirement (root, a tool, a Python
-  module) FAILS the test under ``CI=true`` and otherwise skips it, printing why;
+  module, an enforcement feature of the kernel) FAILS the test under ``CI=true`` and otherwise
+  skips it, printing why; :func:`host_cannot` is the other case, an attack the host itself cannot
+  perform (the kernel lacks the surface): never a failure, the test runs what it can and says so;
 * :class:`Suite`: a suite's name, its temporary directories (one base dir under /var/tmp per
   session, kept after a failed session if the suite wants), why it needs root, its report header;
 * small helpers: :func:`free_port`, :func:`new_user`, :func:`q`, :func:`to_toml`,
@@ -52,6 +54,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -94,6 +97,19 @@ def require(condition: bool, reason: str) -> None:
     """:func:`missing` unless ``condition`` holds."""
     if not condition:
         missing(reason)
+
+
+class HostCannotWarning(UserWarning):
+    """Shown in pytest's warnings summary: part of an attack did not apply to this host."""
+
+
+def host_cannot(reason: str) -> None:
+    """The host itself cannot perform (part of) an attack: e.g. a kernel without IA32 emulation
+    kills every ``int 0x80`` before any filter sees it. Nothing is unenforced, so this is never a
+    failure, under ``CI=true`` either; the caller still runs what the host allows and asserts on
+    it. Prints why (and warns, so that the note reaches pytest's summary)."""
+    print(f"\nNOTE (the host cannot perform this attack): {reason}", file=sys.stderr)
+    warnings.warn(reason, HostCannotWarning, stacklevel=2)
 
 
 def require_root(reason: str) -> None:

@@ -1,9 +1,12 @@
 #include "exec/generated_files.h"
 
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 
 #include "exec/workspace.h"
@@ -52,15 +55,64 @@ TEST(CollectGeneratedFiles, NewModifiedAndNestedFilesAreCollected) {
   EXPECT_TRUE(c.skipped.empty());
 }
 
-TEST(CollectGeneratedFiles, UnchangedCopyUpIsNotGenerated) {
+// What overlayfs's copy-up keeps of the lower file: its mtime.
+void CopyMtime(const std::string& from, const std::string& to) {
+  struct stat st {};
+  ASSERT_EQ(::stat(from.c_str(), &st), 0);
+  const timespec times[2] = {st.st_atim, st.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, to.c_str(), times, 0), 0);
+}
+
+void SetMtime(const std::string& path, time_t seconds) {
+  const timespec times[2] = {{seconds, 0}, {seconds, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+}
+
+TEST(CollectGeneratedFiles, OnlyCopiedUpIsNotGeneratedButWrittenWithTheSameBytesIs) {
   Layers l;
   Put(l.lower + "/same.csv", "x\n1\n");
-  Put(l.upper + "/same.csv", "x\n1\n");  // opened for writing, same bytes
+  Put(l.upper + "/same.csv", "x\n1\n");  // opened for writing (or chmod): copied up, not written
   Put(l.lower + "/sized.csv", "x\n1\n");
   Put(l.upper + "/sized.csv", "x\n2\n");  // same size, other bytes: modified
+  Put(l.lower + "/rewritten.txt", "same");
+  Put(l.upper + "/rewritten.txt", "same");  // written again with the same bytes: a new mtime
+  Put(l.lower + "/touched.txt", "t");
+  Put(l.upper + "/touched.txt", "t");
+  for (const char* name : {"/same.csv", "/sized.csv", "/rewritten.txt", "/touched.txt"}) {
+    SetMtime(l.lower + name, 1700000000);
+  }
+  CopyMtime(l.lower + "/same.csv", l.upper + "/same.csv");
+  CopyMtime(l.lower + "/sized.csv", l.upper + "/sized.csv");
+  SetMtime(l.upper + "/touched.txt", 1700000001);  // os.utime / touch: same bytes, new mtime
   Collection c = CollectGeneratedFiles(l.upper, l.lower, l.dest, {});
-  ASSERT_EQ(c.files.size(), 1u);
-  EXPECT_EQ(c.files[0].relative_path, "sized.csv");
+  ASSERT_EQ(c.files.size(), 3u);
+  EXPECT_EQ(c.files[0].relative_path, "rewritten.txt");
+  EXPECT_EQ(c.files[1].relative_path, "sized.csv");
+  EXPECT_EQ(c.files[2].relative_path, "touched.txt");
+  EXPECT_EQ(Get(l.dest + "/rewritten.txt"), "same");
+}
+
+TEST(CollectGeneratedFiles, AFileThatDoesNotFitIsSkippedWithAReasonAndTheRestAreKept) {
+  REQUIRE_ROOT();
+  // A full disk: the destination on a 64 KiB tmpfs, in a private mount namespace so that it
+  // never shows on the host even if this test dies.
+  ASSERT_TRUE(EnterPrivateMountNamespace());
+  Layers l;
+  fs::create_directories(l.dest);
+  ASSERT_EQ(::mount("tmpfs", l.dest.c_str(), "tmpfs", 0, "size=64k"), 0) << std::strerror(errno);
+  Put(l.upper + "/a_small.txt", "fits");
+  Put(l.upper + "/b_big.bin", std::string(1 << 20, 'x'));
+  Put(l.upper + "/c_small.txt", "fits too, after the partial copy of b_big.bin was removed");
+  Collection c = CollectGeneratedFiles(l.upper, l.lower, l.dest, {});
+  ::umount2(l.dest.c_str(), MNT_DETACH);
+  ASSERT_TRUE(c.error.empty()) << c.error;
+  ASSERT_EQ(c.files.size(), 2u);
+  EXPECT_EQ(c.files[0].relative_path, "a_small.txt");
+  EXPECT_EQ(c.files[1].relative_path, "c_small.txt");
+  ASSERT_EQ(c.skipped.size(), 1u);
+  EXPECT_EQ(c.skipped[0].relative_path, "b_big.bin");
+  EXPECT_EQ(c.skipped[0].size, 1u << 20);
+  EXPECT_EQ(c.skipped[0].reason, "not stored: the service's storage is full");
 }
 
 TEST(CollectGeneratedFiles, SymlinksAreNeverFollowed) {
@@ -122,9 +174,14 @@ TEST(Workspace, InputsGetUniqueNamesOwnedByTheSlotAndStaleDirsAreSwept) {
   EXPECT_EQ(*first, "data.csv");
   EXPECT_EQ(*second, "data (2).csv");
   EXPECT_EQ(*evil, "_.._etc_passwd");
-  struct stat st {};
+  struct stat st {
+  }, source{};
   ASSERT_EQ(::stat((ws->lower() + "/data (2).csv").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, 900995u);
+  // The source's mtime to the second, so that a write in the same clock tick still changes it.
+  ASSERT_EQ(::stat((tmp.path() + "/src/data.csv").c_str(), &source), 0);
+  EXPECT_EQ(st.st_mtim.tv_sec, source.st_mtim.tv_sec);
+  EXPECT_EQ(st.st_mtim.tv_nsec, 0);
   EXPECT_FALSE(ws->AddInput(tmp.path() + "/missing", "x"));
 
   // A leftover of a dead run (no lock held) goes; the live workspace stays.
