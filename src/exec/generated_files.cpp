@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "sandbox/file_io.h"
 #include "sandbox/sys_result.h"
 #include "sandbox/unique_fd.h"
 
@@ -104,29 +105,12 @@ std::string CopyFailureReason(int err) {
   return std::string("not stored: ") + std::strerror(err);
 }
 
-// Copies one file out of the upper layer; 0 or the errno of the failure (the partial copy is
-// removed, so that a full disk gets its room back for the next, smaller file).
+// Copies one file out of the upper layer; 0 or the errno of the failure.
 int CopyOut(const std::string& source, const std::string& target) {
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(target).parent_path(), ec);
-  if (ec) return ec.value();
-  UniqueFd in(::open(source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!in.valid()) return errno;
-  UniqueFd out(::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
-  if (!out.valid()) return errno;
-  char buffer[65536];
-  for (;;) {
-    ssize_t n = ::read(in.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0) return 0;
-    ssize_t written = n < 0 ? -1 : ::write(out.get(), buffer, static_cast<size_t>(n));
-    if (written != n) {
-      const int err = n < 0 || written < 0 ? errno : ENOSPC;  // a short write: the disk filled
-      out.reset();
-      ::unlink(target.c_str());
-      return err;
-    }
-  }
+  sandbox::SysResult made =
+      sandbox::MakeDirs(std::filesystem::path(target).parent_path().string(), 0755);
+  if (!made.ok()) return made.err;
+  return sandbox::CopyFile(source, target, 0644).err;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "exec/file_types.h"
+#include "sandbox/file_io.h"
 
 namespace codecell::exec {
 namespace fs = std::filesystem;
@@ -121,11 +122,9 @@ Result<std::string> Workspace::AddInput(const std::string& host_path,
   std::string name = base;
   for (int n = 2; fs::exists(lower() + "/" + name); ++n) name = NumberedFileName(base, n);
   std::string target = lower() + "/" + name;
-  std::error_code ec;
-  fs::copy_file(host_path, target, fs::copy_options::none, ec);
-  if (ec) {
-    return R::Fail("cannot copy input " + host_path + ": " + ec.message(),
-                   sandbox::FailureKindOfErrno(ec.value()));
+  if (sandbox::SysResult copied = sandbox::CopyFile(host_path, target, 0644); !copied.ok()) {
+    return R::Fail("cannot copy input " + host_path + ": " + Describe(copied),
+                   sandbox::FailureKindOfErrno(copied.err));
   }
   // Owned by the slot so that the copy-up in /mnt/data stays writable by the code.
   if (::chown(target.c_str(), uid_, gid_) != 0 || ::chmod(target.c_str(), 0644) != 0) {

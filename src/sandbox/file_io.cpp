@@ -44,6 +44,28 @@ bool WriteAll(int fd, std::string_view data) {
   return true;
 }
 
+SysResult CopyFile(const std::string& source, const std::string& target, unsigned mode) {
+  UniqueFd in(::open(source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!in.valid()) return SysResult::FromErrno("open the source");
+  UniqueFd out(::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!out.valid()) return SysResult::FromErrno("create the copy");
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(in.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) return SysResult::Ok();
+    SysResult failed = n < 0 ? SysResult::FromErrno("read")
+                       : WriteAll(out.get(), std::string_view(buffer, static_cast<size_t>(n)))
+                           ? SysResult::Ok()
+                           : SysResult::FromErrno("write");
+    if (!failed.ok()) {
+      out.reset();
+      ::unlink(target.c_str());
+      return failed;
+    }
+  }
+}
+
 Result<std::string> ReadFileToString(const std::string& path, size_t limit) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {

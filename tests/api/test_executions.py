@@ -1,12 +1,13 @@
 """POST /v1/executions: results, the files the code sees, generated files, bad input."""
 import json
 import secrets
+import sqlite3
 from datetime import datetime, timezone
 
 import pytest
 
-from .conftest import (GENERATED_KEYS, RESULT_KEYS, assert_error, assert_file_object, new_user,
-                       parse_time, q, sha256)
+from .conftest import (GENERATED_KEYS, RESULT_KEYS, assert_error, assert_file_object, new_dir,
+                       new_user, parse_time, q, sha256)
 
 LIST_CODE = "import os, json; print(json.dumps(sorted(os.listdir('/mnt/data'))))"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -155,6 +156,32 @@ def test_pandas_csv_and_matplotlib_png_round_trip(daemon, user):
     res = daemon.execute_ok(user, "open('sales.csv','w').write('overwritten')",
                             file_ids=[f["file_id"]])
     assert daemon.content(user, f["file_id"]).body == csv
+
+
+def test_a_file_written_or_touched_with_the_same_bytes_is_generated(daemon, user):
+    """A model that saves the same deterministic chart twice gets it back twice: what the code
+    wrote or touched under /mnt/data is a generated file, whatever its bytes."""
+    m = daemon.upload_ok(user, "m.txt", b"same")
+    t = daemon.upload_ok(user, "t.txt", b"touch me")
+    res = daemon.execute_ok(user, "open('m.txt', 'w').write('same')\n"
+                            "import os; os.utime('t.txt')\n", file_ids=[m["file_id"], t["file_id"]])
+    gens = {g["filename"]: g for g in res["generated_files"]}
+    assert set(gens) == {"m.txt", "t.txt"}, res["generated_files"]
+    assert daemon.content(user, gens["m.txt"]["file_id"]).body == b"same"
+    assert daemon.content(user, gens["t.txt"]["file_id"]).body == b"touch me"
+    # the twin: inputs only read, opened for writing without a write, or queried through sqlite3
+    # (which opens its database read-write) are not outputs
+    db_path = new_dir("sqlite") / "twin.sqlite"
+    with sqlite3.connect(db_path) as db:
+        db.execute("create table t (x)")
+        db.execute("insert into t values (7)")
+    s = daemon.upload_ok(user, "data.sqlite", db_path.read_bytes())
+    res = daemon.execute_ok(user, "print(open('m.txt').read())\n"
+                            "open('m.txt', 'r+').close()\n"
+                            "print(load_file('data.sqlite').execute('select x from t').fetchall())\n",
+                            file_ids=[m["file_id"], s["file_id"]])
+    assert res["output"] == "same\n[(7,)]\n", res
+    assert res["generated_files"] == [], res["generated_files"]
 
 
 def test_unknown_file_id_is_404_and_nothing_runs(daemon, user):

@@ -173,6 +173,20 @@ TEST(FileIo, ErrorPathsCarryErrno) {
   EXPECT_EQ(limited->size(), 100u);
 }
 
+TEST(FileIo, CopyFileNeverFollowsASymlinkAndSaysWhy) {
+  codecell::testing::TempDir tmp;
+  const std::string src = tmp.path() + "/src", dst = tmp.path() + "/dst";
+  ASSERT_TRUE(WriteStringToFile(src, "bytes").ok());
+  ASSERT_TRUE(CopyFile(src, dst, 0600).ok());
+  EXPECT_EQ(*ReadFileToString(dst), "bytes");
+  EXPECT_EQ(CopyFile(tmp.path() + "/none", dst, 0600).err, ENOENT);
+  ASSERT_EQ(::symlink(src.c_str(), (tmp.path() + "/link").c_str()), 0);
+  EXPECT_EQ(CopyFile(tmp.path() + "/link", dst, 0600).err, ELOOP);
+  // A symlinked target is refused, and what it points at is untouched.
+  EXPECT_EQ(CopyFile(dst, tmp.path() + "/link", 0600).err, ELOOP);
+  EXPECT_EQ(*ReadFileToString(src), "bytes");
+}
+
 }  // namespace
 }  // namespace codecell::sandbox
 
