@@ -199,16 +199,18 @@ std::optional<json> McpServer::Handle(const json& message, McpSession& session,
     } else if (method == "resources/list") {
       json resources = json::array();
       for (const auto& f : backend_.ListFiles(session.user)) {
+        // value(), not a const operator[]: that is undefined behaviour on a missing key (found by
+        // tests/fuzz/fuzz_mcp).
+        const json expires = f.value("expires_at", json());
         resources.push_back(
             {{"uri", McpFileUri(f.value("file_id", ""))},
              {"name", f.value("filename", "")},
              {"mimeType", f.value("mime_type", "application/octet-stream")},
              {"size", f.value("file_size", 0)},
-             {"description", "The user's file " + f.value("filename", "") + " (file_id " +
-                                 f.value("file_id", "") + "), " + f.value("source", "") +
-                                 ", expires " +
-                                 (f["expires_at"].is_string() ? f["expires_at"].get<std::string>()
-                                                              : std::string("never"))}});
+             {"description",
+              "The user's file " + f.value("filename", "") + " (file_id " + f.value("file_id", "") +
+                  "), " + f.value("source", "") + ", expires " +
+                  (expires.is_string() ? expires.get<std::string>() : std::string("never"))}});
       }
       result = {{"resources", resources}};
     } else if (method == "resources/templates/list") {

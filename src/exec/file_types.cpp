@@ -79,6 +79,41 @@ FileType FileTypeForName(const std::string& filename) {
   return {it->second.kind, it->second.mime};
 }
 
+namespace {
+
+constexpr size_t kMaxNameBytes = 255;  // NAME_MAX
+
+// At most `max` bytes of `text`, cut before a UTF-8 lead byte so that no character is halved.
+std::string CutUtf8(const std::string& text, size_t max) {
+  if (text.size() <= max) return text;
+  size_t keep = max;
+  while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;
+  return text.substr(0, keep);
+}
+
+// A name Windows reserves for a device whatever its extension ("con.csv", "LPT1.txt"): a user who
+// downloads it from the chat there could not save it.
+bool WindowsDeviceName(const std::string& name) {
+  std::string stem = name.substr(0, name.find('.'));
+  while (!stem.empty() && stem.back() == ' ') stem.pop_back();
+  for (char& c : stem) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (stem == "CON" || stem == "PRN" || stem == "AUX" || stem == "NUL") return true;
+  return stem.size() == 4 && (stem.compare(0, 3, "COM") == 0 || stem.compare(0, 3, "LPT") == 0) &&
+         stem[3] >= '1' && stem[3] <= '9';
+}
+
+// "stem" + `suffix` + ".ext" within kMaxNameBytes: the stem gives way, the extension (up to 16
+// bytes) is kept.
+std::string WithinNameMax(const std::string& name, const std::string& suffix) {
+  auto dot = name.rfind('.');
+  const bool has_ext = dot != std::string::npos && dot != 0 && name.size() - dot <= 16;
+  std::string stem = has_ext ? name.substr(0, dot) : name;
+  std::string ext = has_ext ? name.substr(dot) : std::string();
+  return CutUtf8(stem, kMaxNameBytes - suffix.size() - ext.size()) + suffix + ext;
+}
+
+}  // namespace
+
 std::string SafeFileName(const std::string& name) {
   std::string out;
   for (size_t i = 0; i < name.size();) {
@@ -99,24 +134,12 @@ std::string SafeFileName(const std::string& name) {
   size_t first = out.find_first_not_of('.');
   out = first == std::string::npos ? "" : out.substr(first);
   if (out.empty()) return "file";
-  constexpr size_t kMaxBytes = 255;
-  if (out.size() > kMaxBytes) {
-    auto dot = out.rfind('.');
-    std::string ext =
-        (dot != std::string::npos && out.size() - dot <= 16) ? out.substr(dot) : std::string();
-    size_t keep = kMaxBytes - ext.size();
-    // Back up to a UTF-8 lead byte so no character is cut in half.
-    while (keep > 0 && (static_cast<unsigned char>(out[keep]) & 0xC0) == 0x80) --keep;
-    out = out.substr(0, keep) + ext;
-  }
-  return out;
+  if (WindowsDeviceName(out)) out.insert(0, "_");
+  return WithinNameMax(out, "");
 }
 
 std::string NumberedFileName(const std::string& name, int n) {
-  auto dot = name.rfind('.');
-  std::string suffix = " (" + std::to_string(n) + ")";
-  if (dot == std::string::npos || dot == 0) return name + suffix;
-  return name.substr(0, dot) + suffix + name.substr(dot);
+  return WithinNameMax(name, " (" + std::to_string(n) + ")");
 }
 
 }  // namespace codecell::exec

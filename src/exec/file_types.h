@@ -14,11 +14,13 @@ struct FileType {
 FileType FileTypeForName(const std::string& filename);
 
 // A display name safe to place in a directory: valid UTF-8 (invalid bytes become U+FFFD), no
-// separators, no control characters, no leading dots (so never "." or ".."), at most 255 bytes
-// (cut on a UTF-8 boundary, extension kept). Empty input gives "file".
+// separators, no control characters, no leading dots (so never "." or ".."), no Windows device
+// name ("con.csv" -> "_con.csv"), at most 255 bytes (cut on a UTF-8 boundary, an extension of up to
+// 16 bytes kept). Empty input gives "file". Idempotent.
 std::string SafeFileName(const std::string& name);
 
-// "name.ext" -> "name (2).ext" for n = 2.
+// "name.ext" -> "name (2).ext" for n = 2; still at most 255 bytes (the stem gives way). For a
+// SafeFileName, the result is one too.
 std::string NumberedFileName(const std::string& name, int n);
 
 }  // namespace codecell::exec

@@ -397,10 +397,9 @@ struct Child {
 
 class Zygote {
  public:
-  Zygote(const ZygoteOptions& options, sandbox::SeccompProgram seccomp, Interpreter interpreter,
-         sandbox::CgroupLayout cgroups, UniqueFd init_image, UniqueFd own_pid_ns)
-      : options_(options),
-        seccomp_(std::move(seccomp)),
+  Zygote(sandbox::SeccompProgram seccomp, Interpreter interpreter, sandbox::CgroupLayout cgroups,
+         UniqueFd init_image, UniqueFd own_pid_ns)
+      : seccomp_(std::move(seccomp)),
         interpreter_(std::move(interpreter)),
         cgroups_(std::move(cgroups)),
         init_image_(std::move(init_image)),
@@ -622,7 +621,6 @@ class Zygote {
   }
 
  private:
-  const ZygoteOptions& options_;
   sandbox::SeccompProgram seccomp_;
   Interpreter interpreter_;
   sandbox::CgroupLayout cgroups_;
@@ -705,8 +703,8 @@ int ZygoteMain(const ZygoteOptions& options) {
   UniqueFd own_pid_ns(::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC));
   if (!own_pid_ns.valid()) return fail("cannot open /proc/self/ns/pid");
   sandbox::MakeDirs(sandbox::kWarmInitRoot, 0755);
-  Zygote zygote(options, std::move(seccomp.value()), std::move(interpreter.value()),
-                std::move(cgroups), std::move(init_image.value()), std::move(own_pid_ns));
+  Zygote zygote(std::move(seccomp.value()), std::move(interpreter.value()), std::move(cgroups),
+                std::move(init_image.value()), std::move(own_pid_ns));
   size_t pool = std::min(options.pool_size, kMaxPool);
   if (uint64_t available = MemAvailableBytes(); available > 0) {
     size_t affordable = static_cast<size_t>(available / 4 / kIdleChildBudgetBytes);

@@ -78,11 +78,12 @@ Result<SeccompProgram> BuildSandboxSeccompProgram(bool allow_inet_sockets) {
   if (allow_inet_sockets) {
     // libseccomp takes one comparison per argument and rule: every other family by name, and
     // one rule for any number above them.
+    // (Every SCMP_An below spells out datum_b, 0: clang warns of the field the macro leaves out.)
     for (const char* name : {"socket", "socketpair"}) {
       for (unsigned long family = 0; family <= AF_MAX; ++family) {
         if (family == AF_UNIX || family == AF_INET || family == AF_INET6) continue;
         scmp_arg_cmp cmp =
-            family == AF_MAX ? SCMP_A0(SCMP_CMP_GE, family) : SCMP_A0(SCMP_CMP_EQ, family);
+            family == AF_MAX ? SCMP_A0(SCMP_CMP_GE, family, 0) : SCMP_A0(SCMP_CMP_EQ, family, 0);
         if (auto e = add(SCMP_ACT_ERRNO(EAFNOSUPPORT), name, 1, &cmp); !e.empty()) {
           return R::Fail(e);
         }
@@ -90,7 +91,7 @@ Result<SeccompProgram> BuildSandboxSeccompProgram(bool allow_inet_sockets) {
     }
   } else {
     for (const char* name : {"socket", "socketpair"}) {
-      scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_NE, AF_UNIX);
+      scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_NE, AF_UNIX, 0);
       if (auto e = add(SCMP_ACT_ERRNO(EAFNOSUPPORT), name, 1, &cmp); !e.empty()) return R::Fail(e);
     }
   }
@@ -98,13 +99,13 @@ Result<SeccompProgram> BuildSandboxSeccompProgram(bool allow_inet_sockets) {
   // opener of a shared inode.
   for (unsigned long request :
        {static_cast<unsigned long>(TIOCSTI), static_cast<unsigned long>(TIOCLINUX)}) {
-    scmp_arg_cmp cmp = SCMP_A1(SCMP_CMP_EQ, request);
+    scmp_arg_cmp cmp = SCMP_A1(SCMP_CMP_EQ, request, 0);
     if (auto e = add(SCMP_ACT_ERRNO(EPERM), "ioctl", 1, &cmp); !e.empty()) return R::Fail(e);
   }
   {
-    scmp_arg_cmp cmp = SCMP_A1(SCMP_CMP_EQ, F_SETLEASE);
+    scmp_arg_cmp cmp = SCMP_A1(SCMP_CMP_EQ, F_SETLEASE, 0);
     if (auto e = add(SCMP_ACT_ERRNO(EPERM), "fcntl", 1, &cmp); !e.empty()) return R::Fail(e);
-    scmp_arg_cmp seccomp_cmp = SCMP_A0(SCMP_CMP_EQ, PR_SET_SECCOMP);
+    scmp_arg_cmp seccomp_cmp = SCMP_A0(SCMP_CMP_EQ, PR_SET_SECCOMP, 0);
     if (auto e = add(SCMP_ACT_ERRNO(EPERM), "prctl", 1, &seccomp_cmp); !e.empty()) {
       return R::Fail(e);
     }

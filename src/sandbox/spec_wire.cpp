@@ -1,5 +1,8 @@
 #include "sandbox/spec_wire.h"
 
+#include <cstdint>
+#include <limits>
+
 namespace codecell::sandbox {
 namespace {
 
@@ -39,6 +42,18 @@ std::vector<RootfsPlan::File> FilesFromJson(const json& j) {
   std::vector<RootfsPlan::File> out;
   for (const auto& f : j) out.push_back({f.at(0), f.at(1)});
   return out;
+}
+
+// An unsigned integer that fits T. nlohmann's own conversion of a float (9e105) or a negative
+// number to an unsigned type is undefined behaviour (found by tests/fuzz/fuzz_spec_wire).
+template <typename T>
+T Unsigned(const json& j) {
+  if (!j.is_number_unsigned()) throw json::type_error::create(302, "not an unsigned integer", &j);
+  const auto value = j.get<uint64_t>();
+  if (value > std::numeric_limits<T>::max()) {
+    throw json::out_of_range::create(406, "number out of range", &j);
+  }
+  return static_cast<T>(value);
 }
 
 }  // namespace
@@ -109,17 +124,17 @@ Status SpecFromJson(const json& j, SandboxSpec& spec) {
     plan.tmp_dirs = p.at("tmp_dirs").get<std::vector<std::string>>();
     plan.tmp_seed_files.clear();
     for (const auto& s : p.at("tmp_seed_files")) plan.tmp_seed_files.push_back({s.at(0), s.at(1)});
-    plan.owner_uid = p.at("owner_uid");
-    plan.owner_gid = p.at("owner_gid");
+    plan.owner_uid = Unsigned<uid_t>(p.at("owner_uid"));
+    plan.owner_gid = Unsigned<gid_t>(p.at("owner_gid"));
     spec.hostname = j.at("hostname");
-    spec.uid = j.at("uid");
-    spec.gid = j.at("gid");
+    spec.uid = Unsigned<uid_t>(j.at("uid"));
+    spec.gid = Unsigned<gid_t>(j.at("gid"));
     const json& r = j.at("rlimits");
-    spec.rlimits.processes = r.at("processes");
-    spec.rlimits.cpu_seconds = r.at("cpu_seconds");
-    spec.rlimits.file_size_bytes = r.at("file_size_bytes");
-    spec.rlimits.open_files = r.at("open_files");
-    spec.rlimits.address_space_bytes = r.at("address_space_bytes");
+    spec.rlimits.processes = Unsigned<rlim_t>(r.at("processes"));
+    spec.rlimits.cpu_seconds = Unsigned<rlim_t>(r.at("cpu_seconds"));
+    spec.rlimits.file_size_bytes = Unsigned<rlim_t>(r.at("file_size_bytes"));
+    spec.rlimits.open_files = Unsigned<rlim_t>(r.at("open_files"));
+    spec.rlimits.address_space_bytes = Unsigned<rlim_t>(r.at("address_space_bytes"));
   } catch (const json::exception& e) {
     return Status::Fail(std::string("malformed sandbox spec: ") + e.what());
   }

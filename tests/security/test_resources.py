@@ -290,7 +290,10 @@ def test_timeout_is_enforced(variant):
     assert res["status"] == "timeout", res.describe()
     assert res["return_code"] == -1, res.describe()
     assert res["error"].rstrip().endswith("Execution timeout after 2 seconds"), res.describe()
-    assert res.wall < 2 + 1, f"timeout 2 s but the result came after {res.wall:.2f}s"
+    # The code would run for days: a result within seconds of the timeout shows it was enforced.
+    # The slack covers a cold `codecell run` start on a loaded 2-core machine (3.2 s measured
+    # with two builds running beside the suite).
+    assert res.wall < 2 + 6, f"timeout 2 s but the result came after {res.wall:.2f}s"
     assert_no_sandbox_processes(grace=1.0, needle=f"sleep {marker}")
 
 

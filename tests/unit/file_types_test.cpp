@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "file_name_properties.h"
+
 namespace codecell::exec {
 namespace {
 
@@ -54,6 +58,75 @@ TEST(SafeFileName, BoundsLengthKeepingExtensionAndUtf8) {
 TEST(NumberedFileName, InsertsBeforeExtension) {
   EXPECT_EQ(NumberedFileName("data.csv", 2), "data (2).csv");
   EXPECT_EQ(NumberedFileName("data", 3), "data (3)");
+}
+
+TEST(NumberedFileName, StaysWithin255Bytes) {
+  // Two uploads of a 255-byte name: the second's copy in /mnt/data was 259 bytes (ENAMETOOLONG).
+  const std::string name = std::string(251, 'a') + ".csv";
+  const std::string second = NumberedFileName(SafeFileName(name), 2);
+  EXPECT_EQ(second.size(), 255u);
+  EXPECT_EQ(second.substr(second.size() - 8), " (2).csv");
+  EXPECT_EQ(codecell::testing::FileNameViolation(second), "");
+}
+
+TEST(SafeFileName, WindowsDeviceNamesArePrefixed) {
+  EXPECT_EQ(SafeFileName("con.csv"), "_con.csv");
+  EXPECT_EQ(SafeFileName("LPT1"), "_LPT1");
+  EXPECT_EQ(SafeFileName("nul .txt"), "_nul .txt");
+  EXPECT_EQ(SafeFileName("console.csv"), "console.csv");
+  EXPECT_EQ(SafeFileName("COM0.txt"), "COM0.txt");
+}
+
+// Random names built from the pieces that break naive sanitizers: dots, separators, controls,
+// NUL, device names, valid and invalid UTF-8 (overlong, surrogates, truncated), long runs.
+std::string RandomHostileName(std::mt19937_64& rng) {
+  static const std::string kPieces[] = {".",
+                                        "..",
+                                        "/",
+                                        "\\",
+                                        std::string(1, '\0'),
+                                        "\n",
+                                        "\x7f",
+                                        "\x1b",
+                                        " ",
+                                        "a",
+                                        "Z",
+                                        "csv",
+                                        "con",
+                                        "LPT9",
+                                        "nul",
+                                        ".png",
+                                        "(2)",
+                                        "\xC3\xA9",
+                                        "\xE2\x82\xAC",
+                                        "\xF0\x9F\x98\x80",
+                                        "\xC0\xAF",
+                                        "\xED\xA0\x80",
+                                        "\xF4\x90\x80\x80",
+                                        "\xE2\x82",
+                                        "\xFF",
+                                        "\x80"};
+  std::uniform_int_distribution<size_t> count(0, 80), piece(0, std::size(kPieces) - 1);
+  std::string name;
+  for (size_t n = count(rng); n > 0; --n) name += kPieces[piece(rng)];
+  if (rng() % 8 == 0) name += std::string(rng() % 600, rng() % 2 ? 'x' : '.');
+  return name;
+}
+
+TEST(SafeFileName, PropertyNoInputGivesAnUnsafeNameAndItIsIdempotent) {
+  std::mt19937_64 rng(20261203);
+  for (int i = 0; i < 20000; ++i) {
+    const std::string raw = RandomHostileName(rng);
+    const std::string safe = SafeFileName(raw);
+    ASSERT_EQ(codecell::testing::FileNameViolation(safe), "")
+        << "from " << ::testing::PrintToString(raw);
+    ASSERT_EQ(SafeFileName(safe), safe) << "not idempotent for " << ::testing::PrintToString(raw);
+    for (int n : {2, 10, 99999}) {
+      const std::string numbered = NumberedFileName(safe, n);
+      ASSERT_EQ(codecell::testing::FileNameViolation(numbered), "")
+          << n << " from " << ::testing::PrintToString(raw);
+    }
+  }
 }
 
 }  // namespace

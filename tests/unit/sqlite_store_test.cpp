@@ -306,7 +306,7 @@ TEST_F(SqliteStoreTest, DeletesHundredThousandExpiredQuicklyAndKeepsLiveRows) {
     // calls, one commit each, would take ~15 s); the live ones through the store.
     RawDb raw(path_);
     raw.Exec("BEGIN");
-    raw.InsertFiles(kExpired, [now](int i) {
+    raw.InsertFiles(kExpired, [&](int i) {
       // Many users, expiry spread over the past day, a third expiring exactly now.
       return MakeFile("x" + std::to_string(i), "user" + std::to_string(i % 97), 0,
                       now - (i % 86'400'000) * (i % 3));

@@ -145,6 +145,25 @@ TEST(SpecWire, MalformedSpecsAreRefusedWithTheReason) {
   EXPECT_FALSE(sandbox::SpecFromJson(nlohmann::json::parse("[]"), spec));
 }
 
+TEST(SpecWire, IdsAndLimitsMustBeUnsignedIntegersInRange) {
+  // Found by tests/fuzz/fuzz_spec_wire: nlohmann converts 9e105 to uid_t with undefined
+  // behaviour; a negative or fractional id or limit must be refused, not wrapped.
+  sandbox::SandboxSpec spec;
+  spec.uid = spec.gid = spec.rootfs.owner_uid = spec.rootfs.owner_gid = 900001;
+  const nlohmann::json good = sandbox::SpecToJson(spec);
+  ASSERT_TRUE(sandbox::SpecFromJson(good, spec));
+  for (const nlohmann::json& value :
+       {nlohmann::json(9e105), nlohmann::json(-1), nlohmann::json(1.5),
+        nlohmann::json(uint64_t{1} << 32), nlohmann::json("900001")}) {
+    nlohmann::json bad = good;
+    bad["uid"] = value;
+    EXPECT_FALSE(sandbox::SpecFromJson(bad, spec)) << value;
+    bad = good;
+    bad["rlimits"]["processes"] = value.is_number_unsigned() ? nlohmann::json(-7) : value;
+    EXPECT_FALSE(sandbox::SpecFromJson(bad, spec)) << value;
+  }
+}
+
 TEST(ZygoteSockets, OnlyThoseOfDeadServicesAreSwept) {
   TempDir dir;
   pid_t dead = ::fork();
