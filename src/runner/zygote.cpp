@@ -356,13 +356,21 @@ struct ChildSetup {
   for (auto& file : spec.rootfs.meta_files) {
     if (file.content.empty() && file.path.ends_with("/runner.py")) file.content = kRunnerSource;
   }
-  // Descriptors, in order: mount namespace, stdout, stderr, then the cgroups' procs files.
+  // Descriptors, in order: mount namespace, stdout, stderr, the display pipe (when the request
+  // says so), then the cgroups' procs files.
   std::vector<int> fds;
   for (auto& fd : message->fds) fds.push_back(fd.release());
-  if (fds.size() < 3) ChildFail(kChildReportFd, "execution request without descriptors", EINVAL);
+  const auto display = request.find("display_fd");
+  const size_t fixed = display != request.end() && display->is_boolean() && display->get<bool>()
+                           ? 4
+                           : 3;
+  if (fds.size() < fixed) {
+    ChildFail(kChildReportFd, "execution request without descriptors", EINVAL);
+  }
   spec.stdout_fd = fds[1];
   spec.stderr_fd = fds[2];
-  spec.cgroup_procs_fds.assign(fds.begin() + 3, fds.end());
+  if (fixed == 4) spec.display_fd = fds[3];
+  spec.cgroup_procs_fds.assign(fds.begin() + static_cast<std::ptrdiff_t>(fixed), fds.end());
   spec.seccomp = setup.seccomp;
   // Without a memory cgroup the address-space limit stands in; the inherited interpreter's
   // mappings (numpy's and OpenBLAS's reservations among them) must not count against the user.
