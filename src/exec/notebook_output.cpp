@@ -223,4 +223,18 @@ std::vector<OutputItem> BuildOutputs(const std::string& stdout_text,
   return outputs;
 }
 
+void RelinkOutputFiles(json& outputs, const std::map<std::string, std::string>& stored) {
+  if (!outputs.is_array()) return;
+  for (auto& item : outputs) {
+    if (!item.is_object() || !item.contains("file_id") || !item["file_id"].is_string()) continue;
+    auto it = stored.find(item["file_id"].get<std::string>());
+    if (it != stored.end()) {
+      item["file_id"] = it->second;
+    } else {
+      item.erase("file_id");
+      item.erase("mime_type");
+    }
+  }
+}
+
 }  // namespace codecell::exec

@@ -22,6 +22,7 @@
 // the execution's own generated files. A forged item can only change that execution's own result.
 
 #include <cstddef>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -91,5 +92,9 @@ class DisplayChannel {
 std::vector<OutputItem> BuildOutputs(const std::string& stdout_text,
                                      const std::string& stderr_text,
                                      const std::vector<DisplayRecord>& records);
+
+// The store gives generated files new ids when it adopts them: `stored` maps an execution's
+// file_id to the stored one. A displayed file that was not stored (over a quota) shows no file.
+void RelinkOutputFiles(nlohmann::json& outputs, const std::map<std::string, std::string>& stored);
 
 }  // namespace codecell::exec
