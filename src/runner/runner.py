@@ -5,13 +5,17 @@ The sandbox execs this file as
     /usr/bin/python3 -I -B -u /run/codecell/runner.py        (cwd /mnt/data)
 
 once every isolation measure is in place.  It is NOT a security boundary (the kernel is); its
-job is to make the user's code behave as if it had been run with `python -c`, plus `load_file`
-and `FILES`:
+job is to make the user's code behave as if it had been run with `python -c`, plus `load_file`,
+`FILES` and a notebook's output (`display`, the final expression's value, figures):
 
 * reads the code (bytes) from <dir>/code.py and the attached files from <dir>/files.json
   (`{"files": [{"file_id", "filename", "path"}]}`), <dir> = $CODECELL_RUNNER_DIR or /run/codecell;
 * runs it as `__main__` (a fresh module installed as sys.modules['__main__']) whose globals hold
-  only the standard module dunders, `__builtins__`, `load_file` and `FILES`;
+  only the standard module dunders, `__builtins__`, `load_file`, `FILES` and `display`;
+* a final expression statement's value is shown (`repr`, and `_repr_html_`), unless a `;` ends
+  it; display() shows objects; plt.show(), display(fig) and figures left open become PNG files
+  in the data dir (figure_1.png, ...); each is reported on the display pipe named by files.json
+  (`display_fd`), see _make_notebook, and the texts are printed to stdout too (v1 clients);
 * sys.argv = ['<code>'], the data dir first on sys.path; the source is compiled as '<code>' and
   kept in linecache so tracebacks, warnings and inspect show the user's lines and line numbers;
 * uncaught exceptions are printed without any frame of this file, exit status 1
