@@ -151,14 +151,16 @@ Supervision Supervise(const sandbox::SandboxProcess& process, const Streams& str
       break;
     }
     if (n <= 0) continue;
-    if (fds[0].revents != 0 || fds[1].revents != 0 || fds[4].revents != 0) drain_output();
-    if (fds[4].revents != 0) {
-      // After the output pipes: what the runner printed before an item is captured by now.
-      const size_t out_pos = streams.out.text().size(), err_pos = streams.err.text().size();
-      if (!Drain(fds[4].fd,
-                 [&](std::string_view b) { streams.display.Append(b, out_pos, err_pos); })) {
-        fds[4].fd = -1;
-      }
+    if (fds[0].revents != 0 || fds[1].revents != 0) drain_output();
+    if (fds[4].revents != 0 &&
+        !Drain(fds[4].fd, [&](std::string_view b) {
+          // The output pipes after each read: the runner wrote what it printed before an item,
+          // then the item, and prints nothing more until the item has been read (it waits for
+          // the pipe to be empty), so the positions fall exactly between the two.
+          drain_output();
+          streams.display.Append(b, streams.out.text().size(), streams.err.text().size());
+        })) {
+      fds[4].fd = -1;
     }
     if (fds[3].fd >= 0 && fds[3].revents != 0) {
       fds[3].fd = -1;
