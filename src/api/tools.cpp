@@ -91,7 +91,8 @@ std::string ShownImages(const json& r) {
     }
     std::string name = item.value("file_id", "");
     for (const auto& f : r.value("generated_files", json::array())) {
-      if (f.value("file_id", "") == name) name = f.value("filename", "") + " (file_id " + name + ")";
+      if (f.value("file_id", "") == name)
+        name = f.value("filename", "") + " (file_id " + name + ")";
     }
     text += "\n- " + name;
   }

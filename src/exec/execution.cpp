@@ -97,9 +97,9 @@ struct Streams {
 // Drains the sandbox's output, display and report pipes until every process inside is gone,
 // killing the whole namespace (through its pid 1, and the cgroup) at the deadline or when
 // `cancel_fd` turns readable. Returns once the pipes are closed; the caller reaps the init.
-Supervision Supervise(const sandbox::SandboxProcess& process, const Streams& streams,
-                      int cancel_fd, Clock::time_point deadline,
-                      const sandbox::ExecutionCgroup& cgroup, sandbox::SandboxReport& report) {
+Supervision Supervise(const sandbox::SandboxProcess& process, const Streams& streams, int cancel_fd,
+                      Clock::time_point deadline, const sandbox::ExecutionCgroup& cgroup,
+                      sandbox::SandboxReport& report) {
   // After a kill the kernel tears the namespace down at once; this only bounds a pathological
   // case (a process stuck in the kernel) so that the supervisor never hangs.
   constexpr auto kDrainAfterKill = std::chrono::seconds(5);
@@ -118,12 +118,10 @@ Supervision Supervise(const sandbox::SandboxProcess& process, const Streams& str
                    {cancel_fd, POLLIN, 0},
                    {streams.display_fd, POLLIN, 0}};
   auto drain_output = [&] {
-    if (fds[0].fd >= 0 &&
-        !Drain(fds[0].fd, [&](std::string_view b) { streams.out.Append(b); })) {
+    if (fds[0].fd >= 0 && !Drain(fds[0].fd, [&](std::string_view b) { streams.out.Append(b); })) {
       fds[0].fd = -1;
     }
-    if (fds[1].fd >= 0 &&
-        !Drain(fds[1].fd, [&](std::string_view b) { streams.err.Append(b); })) {
+    if (fds[1].fd >= 0 && !Drain(fds[1].fd, [&](std::string_view b) { streams.err.Append(b); })) {
       fds[1].fd = -1;
     }
   };
@@ -152,8 +150,7 @@ Supervision Supervise(const sandbox::SandboxProcess& process, const Streams& str
     }
     if (n <= 0) continue;
     if (fds[0].revents != 0 || fds[1].revents != 0) drain_output();
-    if (fds[4].revents != 0 &&
-        !Drain(fds[4].fd, [&](std::string_view b) {
+    if (fds[4].revents != 0 && !Drain(fds[4].fd, [&](std::string_view b) {
           // The output pipes after each read: the runner wrote what it printed before an item,
           // then the item, and prints nothing more until the item has been read (it waits for
           // the pipe to be empty), so the positions fall exactly between the two.
@@ -254,26 +251,25 @@ nlohmann::json ExecutionResult::ToJson() const {
   }
   json outputs_json = json::array();
   for (const auto& item : outputs) outputs_json.push_back(item.ToJson());
-  return {{"execution_id", execution_id},
-          {"success", success()},
-          {"status", status},
-          {"output", output},
-          {"error", error},
-          {"return_code", return_code},
-          {"execution_time", std::round(execution_time * 1e4) / 1e4},
-          {"truncated",
-           {{"output", output_truncated},
-            {"error", error_truncated},
-            {"outputs", outputs_truncated}}},
-          {"outputs", outputs_json},
-          {"generated_files", generated},
-          {"skipped_files", skipped},
-          {"interpreter", interpreter},
-          {"installed_packages", json::array()},
-          {"failed_packages", json::array()},
-          {"resources",
-           {{"cpu_time", cpu_time ? json(std::round(*cpu_time * 1e4) / 1e4) : json(nullptr)},
-            {"peak_memory_bytes", peak_memory_bytes ? json(*peak_memory_bytes) : json(nullptr)}}}};
+  return {
+      {"execution_id", execution_id},
+      {"success", success()},
+      {"status", status},
+      {"output", output},
+      {"error", error},
+      {"return_code", return_code},
+      {"execution_time", std::round(execution_time * 1e4) / 1e4},
+      {"truncated",
+       {{"output", output_truncated}, {"error", error_truncated}, {"outputs", outputs_truncated}}},
+      {"outputs", outputs_json},
+      {"generated_files", generated},
+      {"skipped_files", skipped},
+      {"interpreter", interpreter},
+      {"installed_packages", json::array()},
+      {"failed_packages", json::array()},
+      {"resources",
+       {{"cpu_time", cpu_time ? json(std::round(*cpu_time * 1e4) / 1e4) : json(nullptr)},
+        {"peak_memory_bytes", peak_memory_bytes ? json(*peak_memory_bytes) : json(nullptr)}}}};
 }
 
 Result<ExecutionEnvironment> ExecutionEnvironment::Prepare(const std::string& data_dir) {
@@ -433,9 +429,8 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   const auto deadline =
       start + std::chrono::milliseconds(static_cast<int64_t>(limits.timeout_seconds * 1000));
   const Streams streams{out->read.get(), err->read.get(), display->read.get(),
-                        stdout_capture,   stderr_capture, display_channel};
-  Supervision watched =
-      Supervise(process, streams, request.cancel_fd, deadline, cgroup, report);
+                        stdout_capture,  stderr_capture,  display_channel};
+  Supervision watched = Supervise(process, streams, request.cancel_fd, deadline, cgroup, report);
   const bool timed_out = watched.timed_out, cancelled = watched.cancelled;
   const std::string& poll_error = watched.poll_error;
   const Clock::time_point exited_at = watched.exited_at;

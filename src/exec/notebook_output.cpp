@@ -38,7 +38,8 @@ bool ParseData(const json& j, OutputItem& item) {
   if (data == j.end()) return true;
   if (!data->is_object()) return false;
   for (const auto& [mime, value] : data->items()) {
-    if (KnownMime(mime) && value.is_string()) item.data.emplace_back(mime, value.get<std::string>());
+    if (KnownMime(mime) && value.is_string())
+      item.data.emplace_back(mime, value.get<std::string>());
   }
   return true;
 }
@@ -193,8 +194,7 @@ void DisplayChannel::EndLine() {
   records_.push_back(std::move(*record));
 }
 
-std::vector<OutputItem> BuildOutputs(const std::string& stdout_text,
-                                     const std::string& stderr_text,
+std::vector<OutputItem> BuildOutputs(const std::string& stdout_text, const std::string& stderr_text,
                                      const std::vector<DisplayRecord>& records) {
   std::vector<OutputItem> outputs;
   size_t out_done = 0, err_done = 0;

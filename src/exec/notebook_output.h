@@ -37,9 +37,9 @@ struct OutputItem {
   Type type = Type::kStream;
   std::string name, text;                                 // stream: "stdout" | "stderr"
   std::vector<std::pair<std::string, std::string>> data;  // mime type → text, in order
-  std::string filename;             // display_data: a file the runner wrote, relative to /mnt/data
-  std::string file_id, mime_type;   // display_data: set when `filename` is a generated file
-  std::string ename, evalue;        // error
+  std::string filename;            // display_data: a file the runner wrote, relative to /mnt/data
+  std::string file_id, mime_type;  // display_data: set when `filename` is a generated file
+  std::string ename, evalue;       // error
   std::vector<std::string> traceback;
 
   const std::string* Data(std::string_view mime) const;
@@ -62,7 +62,8 @@ std::optional<DisplayRecord> ParseDisplayLine(std::string_view line);
 // Splits the display pipe's bytes into lines and items, within the bounds.
 class DisplayChannel {
  public:
-  DisplayChannel(size_t max_bytes, size_t max_items) : max_bytes_(max_bytes), max_items_(max_items) {}
+  DisplayChannel(size_t max_bytes, size_t max_items)
+      : max_bytes_(max_bytes), max_items_(max_items) {}
 
   // `stdout_pos`, `stderr_pos`: the captured sizes when these bytes were read.
   void Append(std::string_view bytes, size_t stdout_pos, size_t stderr_pos);
@@ -89,8 +90,7 @@ class DisplayChannel {
 
 // The ordered outputs: the captured streams, cut at each record's position, around the records.
 // Consecutive text of one stream is one item, as in Jupyter.
-std::vector<OutputItem> BuildOutputs(const std::string& stdout_text,
-                                     const std::string& stderr_text,
+std::vector<OutputItem> BuildOutputs(const std::string& stdout_text, const std::string& stderr_text,
                                      const std::vector<DisplayRecord>& records);
 
 // The store gives generated files new ids when it adopts them: `stored` maps an execution's

@@ -361,9 +361,8 @@ struct ChildSetup {
   std::vector<int> fds;
   for (auto& fd : message->fds) fds.push_back(fd.release());
   const auto display = request.find("display_fd");
-  const size_t fixed = display != request.end() && display->is_boolean() && display->get<bool>()
-                           ? 4
-                           : 3;
+  const size_t fixed =
+      display != request.end() && display->is_boolean() && display->get<bool>() ? 4 : 3;
   if (fds.size() < fixed) {
     ChildFail(kChildReportFd, "execution request without descriptors", EINVAL);
   }

@@ -87,8 +87,9 @@ struct ConfineContext {
 
 // The isolation steps, in this order: default signal mask → join cgroups → cgroup namespace → new
 // session → mounts and pivot_root → hostname → slot uid → rlimits → stdio (0-2), the report
-// pipe (3) and the display pipe (4) → close every other fd → no_new_privs → seccomp. Allocates nothing. `report_fd`
-// follows the report pipe (it becomes 3), so that a failure can be reported on it.
+// pipe (3) and the display pipe (4) → close every other fd → no_new_privs → seccomp. Allocates
+// nothing. `report_fd` follows the report pipe (it becomes 3), so that a failure can be reported on
+// it.
 SysResult Confine(const SandboxSpec& spec, const ConfineContext& context, int& report_fd);
 
 inline constexpr int kReportFd = 3;

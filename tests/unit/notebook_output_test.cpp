@@ -42,13 +42,12 @@ TEST(ParseDisplayLine, RejectsMalformedAndHostileLines) {
            R"({"type":"execute_result","data":{"text/plain":1}})",      // not a string
            R"({"type":"execute_result","data":{"image/png":"AAAA"}})",  // unknown mime only
            R"({"type":"execute_result","data":{"text/plain":"x"},"file":"a.png"})",
-           R"({"type":"display_data","file":""})",
-           R"({"type":"display_data","file":7})",
-           R"({"type":"error","ename":"E","evalue":"v"})",                    // no traceback
-           R"({"type":"error","ename":"E","evalue":"v","traceback":[1]})",    // not strings
-           R"({"type":"error","ename":"E","evalue":"v","traceback":"tb"})",   // not a list
+           R"({"type":"display_data","file":""})", R"({"type":"display_data","file":7})",
+           R"({"type":"error","ename":"E","evalue":"v"})",                      // no traceback
+           R"({"type":"error","ename":"E","evalue":"v","traceback":[1]})",      // not strings
+           R"({"type":"error","ename":"E","evalue":"v","traceback":"tb"})",     // not a list
            "{\"type\":\"execute_result\",\"data\":{\"text/plain\":\"\xff\"}}",  // not UTF-8
-           R"({"type":"execute_result","data":{"text/plain":"x"})",           // cut short
+           R"({"type":"execute_result","data":{"text/plain":"x"})",             // cut short
        }) {
     EXPECT_FALSE(ParseDisplayLine(line)) << line;
   }
@@ -104,7 +103,7 @@ TEST(DisplayChannel, AFloodIsCutAtTheByteBound) {
   std::string good = Line({{"type", "display_data"}, {"data", {{"text/plain", "ok"}}}});
   channel.Append(good, 0, 0);
   channel.Append(std::string(1 << 20, 'x'), 0, 0);  // one endless line
-  channel.Append(good, 0, 0);                        // after the bound: not read any more
+  channel.Append(good, 0, 0);                       // after the bound: not read any more
   channel.Finish();
   EXPECT_TRUE(channel.truncated());
   EXPECT_EQ(channel.records().size(), 1u);
@@ -141,7 +140,8 @@ TEST(BuildOutputs, InterleavesStreamsAndItemsInOrder) {
   records.push_back(Value("42", out.size(), err.size(), true));
   auto outputs = BuildOutputs(out, err, records);
   ASSERT_EQ(outputs.size(), 5u);
-  EXPECT_EQ(outputs[0].ToJson(), (json{{"type", "stream"}, {"name", "stdout"}, {"text", "before\n"}}));
+  EXPECT_EQ(outputs[0].ToJson(),
+            (json{{"type", "stream"}, {"name", "stdout"}, {"text", "before\n"}}));
   EXPECT_EQ(outputs[1].name, "stderr");
   EXPECT_EQ(outputs[2].type, OutputItem::Type::kDisplayData);
   // The echo of 42 for v1 clients is not shown twice.
