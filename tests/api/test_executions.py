@@ -39,7 +39,7 @@ def test_simple_execution(daemon, user):
     assert res["status"] == "ok" and res["success"] is True and res["return_code"] == 0, res
     assert res["output"] == "42\n", res
     assert res["generated_files"] == [], res
-    assert res["truncated"] == {"output": False, "error": False}, res
+    assert res["truncated"] == {"output": False, "error": False, "outputs": False}, res
 
 
 def test_execution_error_is_a_result(daemon, user):

@@ -132,7 +132,7 @@ def test_invalid_utf8_output_is_replaced_and_nul_in_code_is_an_error(run_json, c
 
 def test_stderr_is_cut_too(run_json):
     r = run_json("import sys; sys.stderr.write('e' * 300000)")
-    assert r["truncated"] == {"output": False, "error": True}
+    assert r["truncated"] == {"output": False, "error": True, "outputs": False}
     assert len(r["error"]) == 100000
 
 

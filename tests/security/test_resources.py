@@ -200,7 +200,7 @@ def test_output_twin_is_complete():
     '''), "--timeout", "20")
     assert res["status"] == "ok", res.describe()
     assert res["output"] == "y" * 50000 and res["error"] == "z" * 50000
-    assert res["truncated"] == {"output": False, "error": False}
+    assert res["truncated"] == {"output": False, "error": False, "outputs": False}
 
 
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
