@@ -174,7 +174,7 @@ sandbox::Status StartPython() {
 // Imports and exercises the preloads: pandas and matplotlib import much of themselves lazily, on
 // first use, so a bare import would leave that cost to every execution.
 constexpr const char* kWarmUpScript = R"PY(
-import gc, importlib, io, sys, time
+import _ast, gc, importlib, io, sys, time  # _ast: the runner parses each cell (notebook output)
 _report = {"preloaded": [], "failed": {}}
 for _name in __codecell_preload:
     try:
@@ -195,6 +195,7 @@ def _warm():
                          parse_dates=["d"])
         df.describe(); df.describe(include="all"); df.info(buf=io.StringIO())
         repr(df); str(df.head()); df.to_string(); df.groupby("c").sum(numeric_only=True)
+        df._repr_html_()  # a DataFrame shown as a final expression
         df.to_csv(io.StringIO()); df.resample("M", on="d").sum(numeric_only=True)
     if "matplotlib" in m:
         import matplotlib

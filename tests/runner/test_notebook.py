@@ -273,3 +273,15 @@ def test_the_channel_is_not_inherited_by_subprocesses(tmp_path):
     r = run(tmp_path, code)
     assert r.rc == 0, r.err
     assert r.out == "1\n"  # EBADF in the child
+
+
+@pytest.mark.parametrize("code, shown", [
+    ("xs = [1, 2]\n[x * 2\nfor x in xs]\n", "[2, 4]"),          # a continuation line with `for`
+    ("a = 0\n(1 if a\nelse 2)\n", "2"),
+    ("def f():\n    return 3\n", None),                          # ends with a keyword: no parse
+    ("import os\n", None),
+])
+def test_last_line_keywords_do_not_hide_a_final_expression(tmp_path, code, shown):
+    r = run(tmp_path, code)
+    assert r.rc == 0, r.err
+    assert [i["data"]["text/plain"] for i in r.items] == ([shown] if shown else [])
