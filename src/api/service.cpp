@@ -11,10 +11,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <regex>
 
 #include "api/tools.h"
 #include "exec/ids.h"
+#include "exec/notebook_output.h"
 #include "runner/runner_files.h"
 
 namespace codecell::api {
@@ -673,10 +675,12 @@ void Service::Execute(const json& j, httplib::Response& res) {
   json result = std::move(out.value());
   json stored = json::array();
   json skipped = result.value("skipped_files", json::array());
+  std::map<std::string, std::string> stored_ids;  // the execution's file_id -> the store's
   for (const auto& g : result.value("generated_files", json::array())) {
     auto adopted = files_.AdoptGenerated(user, g.value("path", ""), g.value("filename", ""));
     if (adopted.ok()) {
       const FileRecord& r = *adopted.value;
+      stored_ids[g.value("file_id", "")] = r.file_id;
       stored.push_back(
           {{"file_id", r.file_id},
            {"filename", r.filename},
@@ -693,6 +697,7 @@ void Service::Execute(const json& j, httplib::Response& res) {
   std::filesystem::remove_all(request.generated_dir, ec);
   result["generated_files"] = stored;
   result["skipped_files"] = skipped;
+  if (result.contains("outputs")) exec::RelinkOutputFiles(result["outputs"], stored_ids);
   result["installed_packages"] = installs.InstalledNames();
   result["failed_packages"] = installs.Failed();
   json details = json::array();

@@ -80,6 +80,25 @@ json Function(const std::string& name, const std::string& description, json para
            {{"name", name}, {"description", description}, {"parameters", std::move(parameters)}}}};
 }
 
+// Values and display() text are in stdout already (where the code showed them); images are
+// files, named here in the order they were shown, so the model knows what the user sees.
+std::string ShownImages(const json& r) {
+  std::string text;
+  for (const auto& item : r.value("outputs", json::array())) {
+    if (!item.is_object() || item.value("type", "") != "display_data" ||
+        !item.contains("file_id")) {
+      continue;
+    }
+    std::string name = item.value("file_id", "");
+    for (const auto& f : r.value("generated_files", json::array())) {
+      if (f.value("file_id", "") == name)
+        name = f.value("filename", "") + " (file_id " + name + ")";
+    }
+    text += "\n- " + name;
+  }
+  return text.empty() ? text : "\n\nImages shown (sent to the user):" + text;
+}
+
 }  // namespace
 
 json ToolDefinitions(const ToolLimits& l) {
@@ -93,10 +112,13 @@ json ToolDefinitions(const ToolLimits& l) {
       "(stderr, with the traceback) and the files it saved. The user's uploaded files are in the "
       "working directory /mnt/data; load_file('<file_id or name>') (no import needed) returns a "
       "pandas DataFrame for CSV/TSV/Excel/JSON/Parquet, a dict for YAML/TOML/JSON objects, text "
-      "for text files. numpy, pandas, matplotlib (save figures with plt.savefig), scipy, seaborn "
-      "and scikit-learn are installed; approved packages can be added with install_packages, or "
-      "are installed when the code imports them. Every file the code writes under /mnt/data "
-      "(e.g. plots as PNG, CSV exports) is returned to the user (" +
+      "for text files. As in a notebook, the value of the last line, if it is an expression, is "
+      "shown (a DataFrame as a table; end the line with ; to hide it), display(obj) shows any "
+      "object, and plt.show() (or a figure left open) returns the chart as a PNG image. numpy, "
+      "pandas, matplotlib, scipy, seaborn and scikit-learn are installed; approved packages can "
+      "be added with install_packages, or are installed when the code imports them. Every file "
+      "the code writes under /mnt/data (e.g. plots as PNG, CSV exports) is returned to the user "
+      "(" +
           lifetime + ", at most " + std::to_string(l.max_generated_files) +
           " per run). No network. Limits: " + Number(l.default_timeout_seconds) +
           " s by default (timeout, at most " + Number(l.max_timeout_seconds) + " s), " +
@@ -210,6 +232,7 @@ std::string ExecutionContent(const json& r, size_t budget) {
   };
   stream("stdout", out, truncated.value("output", false));
   stream("stderr", err, truncated.value("error", false));
+  content += ShownImages(r);
   const json files = r.value("generated_files", json::array());
   if (!files.empty()) {
     content += "\n\nFiles saved and returned to the user:";

@@ -86,12 +86,19 @@ struct Supervision {
   Clock::time_point exited_at{};
 };
 
-// Drains the sandbox's output and report pipes until every process inside is gone, killing the
-// whole namespace (through its pid 1, and the cgroup) at the deadline or when `cancel_fd` turns
-// readable. Returns once the pipes are closed; the caller reaps the init.
-Supervision Supervise(const sandbox::SandboxProcess& process, int out_fd, int err_fd, int cancel_fd,
-                      Clock::time_point deadline, BoundedUtf8Capture& stdout_capture,
-                      BoundedUtf8Capture& stderr_capture, const sandbox::ExecutionCgroup& cgroup,
+// The sandbox's pipes, and what the host keeps of each.
+struct Streams {
+  int out_fd, err_fd, display_fd;
+  BoundedUtf8Capture& out;
+  BoundedUtf8Capture& err;
+  DisplayChannel& display;
+};
+
+// Drains the sandbox's output, display and report pipes until every process inside is gone,
+// killing the whole namespace (through its pid 1, and the cgroup) at the deadline or when
+// `cancel_fd` turns readable. Returns once the pipes are closed; the caller reaps the init.
+Supervision Supervise(const sandbox::SandboxProcess& process, const Streams& streams, int cancel_fd,
+                      Clock::time_point deadline, const sandbox::ExecutionCgroup& cgroup,
                       sandbox::SandboxReport& report) {
   // After a kill the kernel tears the namespace down at once; this only bounds a pathological
   // case (a process stuck in the kernel) so that the supervisor never hangs.
@@ -105,12 +112,21 @@ Supervision Supervise(const sandbox::SandboxProcess& process, int out_fd, int er
     final_drain = true;
     stop_by = Clock::now() + kDrainAfterKill;
   };
-  pollfd fds[4] = {{out_fd, POLLIN, 0},
-                   {err_fd, POLLIN, 0},
+  pollfd fds[5] = {{streams.out_fd, POLLIN, 0},
+                   {streams.err_fd, POLLIN, 0},
                    {process.report.get(), POLLIN, 0},
-                   {cancel_fd, POLLIN, 0}};
+                   {cancel_fd, POLLIN, 0},
+                   {streams.display_fd, POLLIN, 0}};
+  auto drain_output = [&] {
+    if (fds[0].fd >= 0 && !Drain(fds[0].fd, [&](std::string_view b) { streams.out.Append(b); })) {
+      fds[0].fd = -1;
+    }
+    if (fds[1].fd >= 0 && !Drain(fds[1].fd, [&](std::string_view b) { streams.err.Append(b); })) {
+      fds[1].fd = -1;
+    }
+  };
   for (;;) {
-    if (fds[0].fd < 0 && fds[1].fd < 0 && fds[2].fd < 0) break;
+    if (fds[0].fd < 0 && fds[1].fd < 0 && fds[2].fd < 0 && fds[4].fd < 0) break;
     auto now = Clock::now();
     if (now >= stop_by) {
       if (final_drain) break;
@@ -127,19 +143,21 @@ Supervision Supervise(const sandbox::SandboxProcess& process, int out_fd, int er
         static_cast<int>(
             std::chrono::duration_cast<std::chrono::milliseconds>(stop_by - now).count()) +
         1;
-    int n = ::poll(fds, 4, wait_ms);
+    int n = ::poll(fds, 5, wait_ms);
     if (n < 0 && errno != EINTR) {
       w.poll_error = std::string("poll: ") + std::strerror(errno);
       break;
     }
     if (n <= 0) continue;
-    if (fds[0].revents != 0 &&
-        !Drain(fds[0].fd, [&](std::string_view b) { stdout_capture.Append(b); })) {
-      fds[0].fd = -1;
-    }
-    if (fds[1].revents != 0 &&
-        !Drain(fds[1].fd, [&](std::string_view b) { stderr_capture.Append(b); })) {
-      fds[1].fd = -1;
+    if (fds[0].revents != 0 || fds[1].revents != 0) drain_output();
+    if (fds[4].revents != 0 && !Drain(fds[4].fd, [&](std::string_view b) {
+          // The output pipes after each read: the runner wrote what it printed before an item,
+          // then the item, and prints nothing more until the item has been read (it waits for
+          // the pipe to be empty), so the positions fall exactly between the two.
+          drain_output();
+          streams.display.Append(b, streams.out.text().size(), streams.err.text().size());
+        })) {
+      fds[4].fd = -1;
     }
     if (fds[3].fd >= 0 && fds[3].revents != 0) {
       fds[3].fd = -1;
@@ -155,7 +173,7 @@ Supervision Supervise(const sandbox::SandboxProcess& process, int out_fd, int er
     }
   }
   // Anything still open here means we gave up waiting: make sure nothing inside survives.
-  if (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[2].fd >= 0) process.Kill();
+  if (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[2].fd >= 0 || fds[4].fd >= 0) process.Kill();
   return w;
 }
 
@@ -172,6 +190,21 @@ void AwaitEnd(const sandbox::SandboxProcess& process, rusage& usage) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (::poll(&pfd, 1, 5000) > 0) return;
     process.Kill();
+  }
+}
+
+// A displayed image names the file the runner wrote; it is shown by the generated file's id, and
+// only when it is one (a name the code forged, or a file over the limits, shows no file).
+void LinkDisplayedFiles(ExecutionResult& result) {
+  for (auto& item : result.outputs) {
+    if (item.filename.empty()) continue;
+    for (const auto& f : result.generated_files) {
+      if (f.filename == item.filename) {
+        item.file_id = f.file_id;
+        item.mime_type = f.mime_type;
+        break;
+      }
+    }
   }
 }
 
@@ -216,22 +249,27 @@ nlohmann::json ExecutionResult::ToJson() const {
   for (const auto& s : skipped_files) {
     skipped.push_back({{"filename", s.filename}, {"size", s.size}, {"reason", s.reason}});
   }
-  return {{"execution_id", execution_id},
-          {"success", success()},
-          {"status", status},
-          {"output", output},
-          {"error", error},
-          {"return_code", return_code},
-          {"execution_time", std::round(execution_time * 1e4) / 1e4},
-          {"truncated", {{"output", output_truncated}, {"error", error_truncated}}},
-          {"generated_files", generated},
-          {"skipped_files", skipped},
-          {"interpreter", interpreter},
-          {"installed_packages", json::array()},
-          {"failed_packages", json::array()},
-          {"resources",
-           {{"cpu_time", cpu_time ? json(std::round(*cpu_time * 1e4) / 1e4) : json(nullptr)},
-            {"peak_memory_bytes", peak_memory_bytes ? json(*peak_memory_bytes) : json(nullptr)}}}};
+  json outputs_json = json::array();
+  for (const auto& item : outputs) outputs_json.push_back(item.ToJson());
+  return {
+      {"execution_id", execution_id},
+      {"success", success()},
+      {"status", status},
+      {"output", output},
+      {"error", error},
+      {"return_code", return_code},
+      {"execution_time", std::round(execution_time * 1e4) / 1e4},
+      {"truncated",
+       {{"output", output_truncated}, {"error", error_truncated}, {"outputs", outputs_truncated}}},
+      {"outputs", outputs_json},
+      {"generated_files", generated},
+      {"skipped_files", skipped},
+      {"interpreter", interpreter},
+      {"installed_packages", json::array()},
+      {"failed_packages", json::array()},
+      {"resources",
+       {{"cpu_time", cpu_time ? json(std::round(*cpu_time * 1e4) / 1e4) : json(nullptr)},
+        {"peak_memory_bytes", peak_memory_bytes ? json(*peak_memory_bytes) : json(nullptr)}}}};
 }
 
 Result<ExecutionEnvironment> ExecutionEnvironment::Prepare(const std::string& data_dir) {
@@ -329,7 +367,8 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
       {"runner.py", warm ? "" : runner::kRunnerSource},
       {"code.py", request.code},
       {"files.json",
-       runner::FilesJson(runner_inputs, request.installer ? std::string() : request.packages_dir)}};
+       runner::FilesJson(runner_inputs, request.installer ? std::string() : request.packages_dir,
+                         sandbox::kDisplayFd)}};
   if (!request.packages_dir.empty()) {
     rootfs.extra_binds.push_back(
         {request.packages_dir, runner::kPackagesInside, /*writable=*/request.installer});
@@ -348,8 +387,10 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
 
   auto out = Pipe::Make();
   auto err = Pipe::Make();
+  auto display = Pipe::Make();
   if (!out) return R::Fail(out.error());
   if (!err) return R::Fail(err.error());
+  if (!display) return R::Fail(display.error());
 
   sandbox::SandboxSpec spec;
   spec.rootfs = std::move(plan.value());
@@ -365,11 +406,13 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   if (!warm) spec.cgroup_procs_fds = cgroup.procs_fds();
   spec.stdout_fd = out->write.get();
   spec.stderr_fd = err->write.get();
+  spec.display_fd = display->write.get();
   spec.seccomp = request.installer ? &env.installer_seccomp : &env.seccomp;
   spec.host_network = request.installer;
 
   BoundedUtf8Capture stdout_capture(limits.max_output_chars, request.on_stdout);
   BoundedUtf8Capture stderr_capture(limits.max_output_chars, request.on_stderr);
+  DisplayChannel display_channel(limits.max_display_bytes, limits.max_display_items);
   sandbox::SandboxReport report;
 
   const auto start = Clock::now();
@@ -378,14 +421,16 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   if (warm) result.interpreter = "warm";
   out->write.reset();
   err->write.reset();
+  display->write.reset();
   if (!launched) return R::Fail(launched.error());
   sandbox::SandboxProcess& process = launched.value();
   ::fcntl(process.report.get(), F_SETFL, O_NONBLOCK);
 
   const auto deadline =
       start + std::chrono::milliseconds(static_cast<int64_t>(limits.timeout_seconds * 1000));
-  Supervision watched = Supervise(process, out->read.get(), err->read.get(), request.cancel_fd,
-                                  deadline, stdout_capture, stderr_capture, cgroup, report);
+  const Streams streams{out->read.get(), err->read.get(), display->read.get(),
+                        stdout_capture,  stderr_capture,  display_channel};
+  Supervision watched = Supervise(process, streams, request.cancel_fd, deadline, cgroup, report);
   const bool timed_out = watched.timed_out, cancelled = watched.cancelled;
   const std::string& poll_error = watched.poll_error;
   const Clock::time_point exited_at = watched.exited_at;
@@ -395,6 +440,7 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   result.execution_time = std::chrono::duration<double>(end - start).count();
   stdout_capture.Finish();
   stderr_capture.Finish();
+  display_channel.Finish();
 
   if (code_started != nullptr) {
     *code_started = report.setup_error.empty() && report.exec_error.empty();
@@ -428,6 +474,10 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   result.error = stderr_capture.text();
   result.output_truncated = stdout_capture.truncated();
   result.error_truncated = stderr_capture.truncated();
+  // Before the sentences below are appended to `error`: they are the host's, not a stream's.
+  result.outputs =
+      BuildOutputs(stdout_capture.text(), stderr_capture.text(), display_channel.records());
+  result.outputs_truncated = display_channel.truncated();
   const int status = report.wait_status;
   if (cancelled) {
     result.status = "killed";
@@ -475,6 +525,7 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
     for (const auto& s : collected.skipped) {
       result.skipped_files.push_back({s.relative_path, s.reason, s.size});
     }
+    LinkDisplayedFiles(result);
   }
   return result;
 }

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "exec/notebook_output.h"
 #include "exec/zygote_client.h"
 #include "sandbox/cgroups.h"
 #include "sandbox/seccomp_filter.h"
@@ -32,6 +33,10 @@ struct Limits {
   size_t max_output_chars = 100000;
   size_t max_generated_files = 50;
   uint64_t max_generated_file_bytes = 50ull << 20;
+  // What the host keeps of the display pipe (notebook output, exec/notebook_output.h): the
+  // runner cuts its texts far below this, so only a flood from the code itself reaches it.
+  size_t max_display_bytes = 4u << 20;
+  size_t max_display_items = 500;
 };
 
 struct LimitBounds {
@@ -91,6 +96,9 @@ struct ExecutionResult {
   bool output_truncated = false, error_truncated = false;
   std::vector<GeneratedFile> generated_files;
   std::vector<SkippedGeneratedFile> skipped_files;
+  // Notebook output: streams, values, figures and the error, in order (SPEC v2).
+  std::vector<OutputItem> outputs;
+  bool outputs_truncated = false;
   std::optional<double> cpu_time;
   std::optional<uint64_t> peak_memory_bytes;
   // "warm": a pre-forked child of the zygote ran it; "cold": a fresh interpreter.

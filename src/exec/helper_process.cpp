@@ -33,7 +33,9 @@ nlohmann::json LimitsToJson(const Limits& l) {
           {"workspace_mb", l.workspace_mb},
           {"max_output_chars", l.max_output_chars},
           {"max_generated_files", l.max_generated_files},
-          {"max_generated_file_bytes", l.max_generated_file_bytes}};
+          {"max_generated_file_bytes", l.max_generated_file_bytes},
+          {"max_display_bytes", l.max_display_bytes},
+          {"max_display_items", l.max_display_items}};
 }
 
 Limits LimitsFromJson(const nlohmann::json& j) {
@@ -47,6 +49,8 @@ Limits LimitsFromJson(const nlohmann::json& j) {
   l.max_output_chars = j.at("max_output_chars").get<size_t>();
   l.max_generated_files = j.at("max_generated_files").get<size_t>();
   l.max_generated_file_bytes = j.at("max_generated_file_bytes").get<uint64_t>();
+  l.max_display_bytes = j.at("max_display_bytes").get<size_t>();
+  l.max_display_items = j.at("max_display_items").get<size_t>();
   return l;
 }
 

@@ -60,9 +60,11 @@ Result<sandbox::SandboxProcess> StartWarmChild(WarmChild child, const sandbox::S
     return R::Fail(std::string("open /proc/self/ns/mnt: ") + std::strerror(errno));
   }
   std::vector<int> fds = {mount_ns.get(), spec.stdout_fd, spec.stderr_fd};
+  if (spec.display_fd >= 0) fds.push_back(spec.display_fd);
   fds.insert(fds.end(), spec.cgroup_procs_fds.begin(), spec.cgroup_procs_fds.end());
-  std::string request =
-      sandbox::SpecToJson(spec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  nlohmann::json body = sandbox::SpecToJson(spec);
+  body["display_fd"] = spec.display_fd >= 0;  // it follows stderr among the descriptors
+  std::string request = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (auto s = sandbox::SendMessage(child.channel.get(), request, fds); !s) {
     process.Kill();
     return R::Fail("warm child: " + s.error());

@@ -10,7 +10,8 @@
 
 namespace codecell::runner {
 
-std::string FilesJson(const std::vector<RunnerInput>& inputs, const std::string& packages_dir) {
+std::string FilesJson(const std::vector<RunnerInput>& inputs, const std::string& packages_dir,
+                      int display_fd) {
   nlohmann::json files = nlohmann::json::array();
   for (const auto& in : inputs) {
     files.push_back({{"file_id", in.file_id},
@@ -19,6 +20,7 @@ std::string FilesJson(const std::vector<RunnerInput>& inputs, const std::string&
   }
   nlohmann::json out{{"files", files}};
   if (!packages_dir.empty()) out["packages"] = kPackagesInside;
+  if (display_fd >= 0) out["display_fd"] = display_fd;
   return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -28,9 +28,11 @@ struct RunnerInput {
 inline constexpr const char* kPackagesInside = "/opt/codecell/packages";
 inline constexpr const char* kWheelsInside = "/opt/codecell/wheels";
 
-// files.json for the runner: {"files": [{"file_id", "filename", "path"}], "packages": prefix?}.
-// `packages_dir` non-empty: the runner adds the environment at kPackagesInside to sys.path.
-std::string FilesJson(const std::vector<RunnerInput>& inputs, const std::string& packages_dir = "");
+// files.json for the runner: {"files": [{"file_id", "filename", "path"}], "packages": prefix?,
+// "display_fd": n?}. `packages_dir` non-empty: the runner adds the environment at kPackagesInside
+// to sys.path. `display_fd` >= 0: the runner reports notebook output on that descriptor.
+std::string FilesJson(const std::vector<RunnerInput>& inputs, const std::string& packages_dir = "",
+                      int display_fd = -1);
 
 // `python3 -I -B -u /run/codecell/runner.py`: isolated mode (no user site, no PYTHON* variables,
 // no script dir on sys.path), no bytecode writes, unbuffered so that output printed before a

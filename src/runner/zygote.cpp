@@ -174,7 +174,7 @@ sandbox::Status StartPython() {
 // Imports and exercises the preloads: pandas and matplotlib import much of themselves lazily, on
 // first use, so a bare import would leave that cost to every execution.
 constexpr const char* kWarmUpScript = R"PY(
-import gc, importlib, io, sys, time
+import _ast, gc, importlib, io, sys, time  # _ast: the runner parses each cell (notebook output)
 _report = {"preloaded": [], "failed": {}}
 for _name in __codecell_preload:
     try:
@@ -195,6 +195,7 @@ def _warm():
                          parse_dates=["d"])
         df.describe(); df.describe(include="all"); df.info(buf=io.StringIO())
         repr(df); str(df.head()); df.to_string(); df.groupby("c").sum(numeric_only=True)
+        df._repr_html_()  # a DataFrame shown as a final expression
         df.to_csv(io.StringIO()); df.resample("M", on="d").sum(numeric_only=True)
     if "matplotlib" in m:
         import matplotlib
@@ -356,13 +357,20 @@ struct ChildSetup {
   for (auto& file : spec.rootfs.meta_files) {
     if (file.content.empty() && file.path.ends_with("/runner.py")) file.content = kRunnerSource;
   }
-  // Descriptors, in order: mount namespace, stdout, stderr, then the cgroups' procs files.
+  // Descriptors, in order: mount namespace, stdout, stderr, the display pipe (when the request
+  // says so), then the cgroups' procs files.
   std::vector<int> fds;
   for (auto& fd : message->fds) fds.push_back(fd.release());
-  if (fds.size() < 3) ChildFail(kChildReportFd, "execution request without descriptors", EINVAL);
+  const auto display = request.find("display_fd");
+  const size_t fixed =
+      display != request.end() && display->is_boolean() && display->get<bool>() ? 4 : 3;
+  if (fds.size() < fixed) {
+    ChildFail(kChildReportFd, "execution request without descriptors", EINVAL);
+  }
   spec.stdout_fd = fds[1];
   spec.stderr_fd = fds[2];
-  spec.cgroup_procs_fds.assign(fds.begin() + 3, fds.end());
+  if (fixed == 4) spec.display_fd = fds[3];
+  spec.cgroup_procs_fds.assign(fds.begin() + static_cast<std::ptrdiff_t>(fixed), fds.end());
   spec.seccomp = setup.seccomp;
   // Without a memory cgroup the address-space limit stands in; the inherited interpreter's
   // mappings (numpy's and OpenBLAS's reservations among them) must not count against the user.

@@ -41,15 +41,27 @@ SysResult JoinCgroups(const std::vector<int>& procs_fds) {
   return SysResult::Ok();
 }
 
-SysResult ArrangeStdio(int stdout_fd, int stderr_fd, int report_fd) {
+SysResult ArrangeStdio(int stdout_fd, int stderr_fd, int report_fd, int display_fd) {
+  // The report and display pipes may sit on each other's target (a warm child parks its report
+  // pipe on 4): lift both above every target first. The copies go with close_range.
+  constexpr int kAboveTargets = kDisplayFd + 1;
+  int report_high = ::fcntl(report_fd, F_DUPFD_CLOEXEC, kAboveTargets);
+  if (report_high < 0) return SysResult::FromErrno("fcntl(F_DUPFD) report pipe");
+  int display_high = -1;
+  if (display_fd >= 0) {
+    display_high = ::fcntl(display_fd, F_DUPFD_CLOEXEC, kAboveTargets);
+    if (display_high < 0) return SysResult::FromErrno("fcntl(F_DUPFD) display pipe");
+  }
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null_fd < 0) return SysResult::FromErrno("open /dev/null");
-  // The parent keeps 0-2 open, so every source here is >= 3; 3 is overwritten last, after any
-  // source sitting on it has been copied.
+  // The parent keeps 0-2 open, so every source here is >= 3; 3 and 4 are overwritten last, after
+  // any source sitting on them has been copied.
   SysResult r = MoveFd(null_fd, 0, false);
   if (r.ok()) r = MoveFd(stdout_fd, 1, false);
   if (r.ok()) r = MoveFd(stderr_fd, 2, false);
-  if (r.ok()) r = MoveFd(report_fd, kReportFd, true);
+  if (r.ok()) r = MoveFd(report_high, kReportFd, true);
+  if (r.ok() && display_high >= 0) r = MoveFd(display_high, kDisplayFd, false);
+  if (r.ok() && display_high < 0) ::close(kDisplayFd);  // whatever sat there is not ours to keep
   return r;
 }
 
@@ -71,6 +83,7 @@ SysResult ArrangeStdio(int stdout_fd, int stderr_fd, int report_fd) {
   ::close(0);
   ::close(1);
   ::close(2);
+  ::close(kDisplayFd);
   for (;;) {
     int status = 0;
     struct rusage usage {};
@@ -146,9 +159,11 @@ SysResult Confine(const SandboxSpec& spec, const ConfineContext& context, int& r
     return SysResult::FromErrno("PR_SET_DUMPABLE");
   }
   if (!(r = ApplyRlimits(spec.rlimits)).ok()) return r;
-  if (!(r = ArrangeStdio(spec.stdout_fd, spec.stderr_fd, report_fd)).ok()) return r;
+  if (!(r = ArrangeStdio(spec.stdout_fd, spec.stderr_fd, report_fd, spec.display_fd)).ok()) {
+    return r;
+  }
   report_fd = kReportFd;
-  if (!(r = CloseFdsFrom(kReportFd + 1)).ok()) return r;
+  if (!(r = CloseFdsFrom(kDisplayFd + 1)).ok()) return r;
   if (!(r = SetNoNewPrivs()).ok()) return r;
   return InstallSeccomp(*spec.seccomp);
 }

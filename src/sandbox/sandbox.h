@@ -27,6 +27,10 @@ struct SandboxSpec {
   std::vector<int> cgroup_procs_fds;  // borrowed; the child joins each cgroup first
   int stdout_fd = -1;                 // borrowed write ends; the caller closes its copies
   int stderr_fd = -1;
+  // Borrowed write end of the display pipe (notebook output, exec/notebook_output.h), placed at
+  // kDisplayFd for the interpreter; -1: none. A pipe the host only reads, with a byte bound, so
+  // handing it to the tenant gives it nothing it did not have: a way to write into its own result.
+  int display_fd = -1;
   const SeccompProgram* seccomp = nullptr;
   // Only the package installer: pip must reach its index. Cold launches only (a warm child's
   // network namespace is its init's).
@@ -82,12 +86,16 @@ struct ConfineContext {
 };
 
 // The isolation steps, in this order: default signal mask → join cgroups → cgroup namespace → new
-// session → mounts and pivot_root → hostname → slot uid → rlimits → stdio (0-2) and the report
-// pipe (3) → close every other fd → no_new_privs → seccomp. Allocates nothing. `report_fd`
-// follows the report pipe (it becomes 3), so that a failure can be reported on it.
+// session → mounts and pivot_root → hostname → slot uid → rlimits → stdio (0-2), the report
+// pipe (3) and the display pipe (4) → close every other fd → no_new_privs → seccomp. Allocates
+// nothing. `report_fd` follows the report pipe (it becomes 3), so that a failure can be reported on
+// it.
 SysResult Confine(const SandboxSpec& spec, const ConfineContext& context, int& report_fd);
 
 inline constexpr int kReportFd = 3;
+// The interpreter's end of the display pipe, when the spec has one (not close-on-exec: the runner
+// makes it so once it holds it, so that the processes the code starts do not inherit it).
+inline constexpr int kDisplayFd = 4;
 
 // Empties the signal mask and, with `handlers_too`, sets every disposition to SIG_DFL. A parent
 // may block signals (the service blocks SIGTERM to read it from a signalfd; the zygote SIGCHLD)

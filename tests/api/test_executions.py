@@ -40,7 +40,7 @@ def test_simple_execution(daemon, user):
     assert res["status"] == "ok" and res["success"] is True and res["return_code"] == 0, res
     assert res["output"] == "42\n", res
     assert res["generated_files"] == [], res
-    assert res["truncated"] == {"output": False, "error": False}, res
+    assert res["truncated"] == {"output": False, "error": False, "outputs": False}, res
 
 
 def test_execution_error_is_a_result(daemon, user):
@@ -310,3 +310,38 @@ def test_wrong_content_type_or_method(daemon, user):
     assert_error(daemon.request("PUT", "/v1/files"), 405, "method_not_allowed")
     assert_error(daemon.request("GET", "/v1/nothing-here"), 404, "not_found")
     assert_error(daemon.request("GET", "/nothing"), 404, "not_found")
+
+
+def test_notebook_outputs_with_stored_figure(daemon, user):
+    """SPEC v2 notebook output over HTTP: `outputs` in order, the figure's file_id is the stored
+    file's (downloadable), and `output` keeps the v1 meaning with the value in it."""
+    code = ("import matplotlib.pyplot as plt\nimport pandas as pd\nprint('start')\n"
+            "plt.plot([1, 2, 3]); plt.show()\ndisplay(pd.DataFrame({'a': [1, 2]}))\n"
+            "x = 41\nx + 1\n")
+    r = daemon.execute(user, code)
+    assert r.status == 200, r
+    res = r.json()
+    assert_result_shape(res)
+    assert res["status"] == "ok", res
+    kinds = [o["type"] for o in res["outputs"]]
+    assert kinds == ["stream", "display_data", "display_data", "execute_result"], res["outputs"]
+    [png] = res["generated_files"]
+    figure = res["outputs"][1]
+    assert figure["file_id"] == png["file_id"] and figure["mime_type"] == "image/png", res
+    got = daemon.content(user, figure["file_id"])
+    assert got.status == 200 and got.body.startswith(PNG_MAGIC), got
+    table = res["outputs"][2]["data"]
+    assert "<table" in table["text/html"] and "a" in table["text/plain"], table
+    assert res["outputs"][3]["data"] == {"text/plain": "42"}, res
+    assert res["output"].startswith("start\n") and res["output"].endswith("\n42\n"), res
+
+
+def test_notebook_error_item(daemon, user):
+    r = daemon.execute(user, "x = 1\nraise KeyError('missing')\n")
+    res = r.json()
+    assert res["status"] == "error" and res["return_code"] == 1, res
+    [error] = res["outputs"]
+    assert error["type"] == "error" and error["ename"] == "KeyError", res
+    assert error["evalue"] == "'missing'", error
+    assert any('File "<code>", line 2' in line for line in error["traceback"]), error
+    assert 'File "<code>", line 2' in res["error"], res

@@ -172,7 +172,8 @@ def test_non_daemon_thread_finishes_before_exit(sb):
 
 
 def test_output_without_trailing_newline_is_flushed(sb):
-    res = sb.run("import sys\nsys.stdout.write('partial')\nsys.stderr.write('err-partial')\n")
+    # The trailing `;` keeps write()'s return value from being shown (notebook output).
+    res = sb.run("import sys\nsys.stdout.write('partial')\nsys.stderr.write('err-partial');\n")
     assert res.rc == 0
     assert res.out == "partial"
     assert res.err == "err-partial"
@@ -279,7 +280,7 @@ def test_user_globals_hold_only_the_documented_names(sb):
     assert res.rc == 0, res.err
     lines = res.out.splitlines()
     names = set(json.loads(lines[0]))
-    documented = {"__name__", "__builtins__", "load_file", "FILES"}
+    documented = {"__name__", "__builtins__", "load_file", "FILES", "display"}
     standard_module_dunders = {"__doc__", "__package__", "__loader__", "__spec__"}
     assert documented <= names
     assert names - documented == standard_module_dunders

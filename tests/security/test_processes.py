@@ -403,12 +403,18 @@ def test_no_inherited_file_descriptors():
         links = {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in fds}
         listing = sorted(int(x) for x in os.listdir("/proc/self/fd"))
         twin = os.open("/dev/null", os.O_RDONLY)
-        emit({"fds": fds, "links": links, "listing": listing, "twin": twin})
+        import fcntl
+        display = {"write_only": fcntl.fcntl(4, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY,
+                   "cloexec": bool(fcntl.fcntl(4, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)}
+        emit({"fds": fds, "links": links, "listing": listing, "twin": twin, "display": display})
     '''), "--timeout", "15")
     p = res.payload()
     assert p["twin"] == 3, p
-    assert p["fds"] == [0, 1, 2], f"extra file descriptors inside: {p['links']}"
-    assert p["listing"] == [0, 1, 2, 3], p
+    # 4: the display pipe (notebook output), write-only, not passed on to exec'd programs.
+    assert p["fds"] == [0, 1, 2, 4], f"extra file descriptors inside: {p['links']}"
+    assert p["listing"] == [0, 1, 2, 3, 4], p
+    assert p["links"]["4"].startswith("pipe:"), p
+    assert p["display"] == {"write_only": True, "cloexec": True}, p
     for fd, target in p["links"].items():
         assert target == "/dev/null" or target.startswith(("pipe:", "socket:", "/dev/pts/")), (
             f"fd {fd} -> {target}: a host file is open inside the sandbox")

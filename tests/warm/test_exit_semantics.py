@@ -29,7 +29,7 @@ CASES = [
      ("--memory-mb", "100"), "oom", -9, r"Execution exceeded the memory limit of 100 MiB$",
      "before\n"),
     ("seccomp", "import ctypes\nprint('before', flush=True)\n"
-     "ctypes.CDLL(None).syscall(165, 0, 0, 0, 0, 0)", (), None, None, None, "before\n"),
+     "ctypes.CDLL(None).syscall(165, 0, 0, 0, 0, 0);", (), None, None, None, "before\n"),
 ]
 
 
@@ -121,7 +121,7 @@ def late():
     time.sleep(0.3)
     print("thread done", flush=True)
 threading.Thread(target=late).start()
-sys.stdout.write("no newline")
+sys.stdout.write("no newline");  # `;`: write()'s value is not shown (notebook output)
 '''
 
 

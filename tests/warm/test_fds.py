@@ -1,4 +1,5 @@
-"""The descriptor table of a warm child: 0 = /dev/null, 1 and 2 = pipes, nothing else."""
+"""The descriptor table of a warm child: 0 = /dev/null, 1 and 2 = pipes, 4 = the display pipe
+(notebook output, write-only), nothing else."""
 from .conftest import run_warm
 
 FD_CODE = r'''
@@ -19,14 +20,17 @@ for fd in fds:
     except OSError as e:
         info[fd] = "unreadable: %s" % e
 open_by_fstat = []
-for fd in range(3, 4096):
+for fd in range(5, 4096):
     try:
         os.fstat(fd)
         open_by_fstat.append(fd)
     except OSError:
         pass
 stdin_read = os.read(0, 10)
+import fcntl
+display_write_only = fcntl.fcntl(4, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
 print("@@" + json.dumps({"fds": {str(k): v for k, v in fds.items()},
+                         "display_write_only": display_write_only,
                          "fdinfo": {str(k): v for k, v in info.items()},
                          "fstat_open": open_by_fstat,
                          "stdin": stdin_read.decode(errors="replace")}))
@@ -37,9 +41,10 @@ def test_fd_table_is_exactly_stdio(zygote):
     res = run_warm(zygote, FD_CODE)
     got = res.payload()
     fds = got["fds"]
-    assert sorted(fds) == ["0", "1", "2"], \
-        f"the warm child has descriptors other than 0, 1, 2: {fds}\nfdinfo: {got['fdinfo']}"
-    assert got["fstat_open"] == [], f"fstat finds open descriptors >= 3: {got['fstat_open']}"
+    assert sorted(fds) == ["0", "1", "2", "4"], \
+        f"the warm child has descriptors other than 0, 1, 2, 4: {fds}\nfdinfo: {got['fdinfo']}"
+    assert got["fstat_open"] == [], f"fstat finds open descriptors >= 5: {got['fstat_open']}"
+    assert fds["4"].startswith("pipe:[") and got["display_write_only"], fds
     assert fds["0"] == "/dev/null", f"fd 0 is {fds['0']!r}, not /dev/null"
     for fd in ("1", "2"):
         assert fds[fd].startswith("pipe:["), f"fd {fd} is {fds[fd]!r}, not a pipe"

@@ -236,3 +236,18 @@ def test_service_pool_and_preload_from_env(daemons):
     res = _ok(d.execute("import sys\nprint('numpy' in sys.modules, 'seaborn' in sys.modules)"),
               "warm execution")
     assert res.get("interpreter") == "warm" and res["output"] == "True False\n", res
+
+
+def test_service_warm_notebook_outputs(daemons):
+    """Notebook output on the warm path, through the service: the display pipe reaches the
+    zygote's child, and the figure's file_id in `outputs` is the stored file's."""
+    d = daemons(name="svc-notebook")
+    d.wait_mode("warm", 60)
+    res = _ok(d.execute("import matplotlib.pyplot as plt\nprint('a')\nplt.plot([1, 2])\n"
+                        "plt.show()\nx = 41\nx + 1\n"), "notebook output")
+    assert res.get("interpreter") == "warm", res
+    assert [o["type"] for o in res["outputs"]] == ["stream", "display_data", "execute_result"], res
+    [png] = res["generated_files"]
+    assert png["filename"] == "figure_1.png"
+    assert res["outputs"][1]["file_id"] == png["file_id"], res
+    assert res["outputs"][2]["data"]["text/plain"] == "42" and res["output"] == "a\n42\n", res
