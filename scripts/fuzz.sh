@@ -10,14 +10,21 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 harnesses=("$@")
-((${#harnesses[@]})) || harnesses=(filename spec_wire mcp tool_call config base64)
-if ! command -v clang++ >/dev/null; then
-  echo "codecell: installing clang (the fuzz build needs it)" >&2
-  apt-get update -qq && apt-get install -y -qq clang libclang-rt-dev >/dev/null
+((${#harnesses[@]})) || harnesses=(filename spec_wire mcp tool_call config base64 display_channel)
+# clang and its runtimes (libFuzzer, ASan, UBSan) from Debian, only what is missing.
+missing=()
+for p in clang libclang-rt-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "codecell: installing ${missing[*]} (the fuzz build needs them)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCODECELL_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target "${harnesses[@]/#/fuzz_}" >build-fuzz/build.log 2>&1 || {
+# Every target, not only the harnesses: this is also the check that the whole tree builds with clang.
+cmake --build build-fuzz -j"$(nproc)" >build-fuzz/build.log 2>&1 || {
   grep -E -A8 "error" build-fuzz/build.log | head -60 >&2
   echo "codecell: the fuzz build failed (build-fuzz/build.log)" >&2
   exit 1

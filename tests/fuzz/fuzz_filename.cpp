@@ -14,8 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Check(codecell::exec::SafeFileName(safe) == safe, "SafeFileName is idempotent");
   for (int n : {2, 1000000}) {
     const std::string numbered = codecell::exec::NumberedFileName(safe, n);
-    Check(codecell::testing::FileNameViolation(numbered).empty(), "NumberedFileName stays safe:",
-          codecell::testing::FileNameViolation(numbered));
+    Check(codecell::testing::FileNameViolation(numbered).empty(),
+          "NumberedFileName stays safe:", codecell::testing::FileNameViolation(numbered));
   }
   const auto type = codecell::exec::FileTypeForName(raw);
   Check(!type.kind.empty() && type.mime.find('/') != std::string::npos, "a type for every name");

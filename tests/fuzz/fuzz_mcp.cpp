@@ -8,8 +8,8 @@
 
 namespace {
 
-using nlohmann::json;
 using codecell::fuzz::Check;
+using nlohmann::json;
 
 class ScriptedBackend : public codecell::api::McpBackend {
  public:
@@ -17,13 +17,15 @@ class ScriptedBackend : public codecell::api::McpBackend {
     return codecell::api::ToolDefinitions(codecell::api::ToolLimits{});
   }
   json CallTool(const std::string&, const codecell::api::ParsedToolCall& call) override {
-    return {{"message", {{"content", "Status: success " + call.arguments.dump(-1, ' ', false,
-                                                                            json::error_handler_t::replace)}}},
-            {"attachments", json::array({{{"file_id", "file_png"},
-                                          {"filename", "plot.png"},
-                                          {"mime_type", "image/png"},
-                                          {"size", 8}}})},
-            {"result", {{"success", true}}}};
+    return {
+        {"message",
+         {{"content", "Status: success " +
+                          call.arguments.dump(-1, ' ', false, json::error_handler_t::replace)}}},
+        {"attachments", json::array({{{"file_id", "file_png"},
+                                      {"filename", "plot.png"},
+                                      {"mime_type", "image/png"},
+                                      {"size", 8}}})},
+        {"result", {{"success", true}}}};
   }
   codecell::sandbox::Result<json> UploadFile(const std::string&, const std::string& filename,
                                              const std::string& bytes) override {

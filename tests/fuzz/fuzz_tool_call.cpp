@@ -21,9 +21,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string cut = codecell::api::WithinBudget(text, budget);
   Check(codecell::fuzz::ValidUtf8(cut), "WithinBudget keeps UTF-8 whole");
   Check(cut.size() <= text.size() + 200, "WithinBudget never grows the text much");
-  json result = {{"status", "error"},      {"success", false},
-                 {"return_code", 1},       {"output", text},
-                 {"error", text},          {"execution_time", 0.1},
+  json result = {{"status", "error"},
+                 {"success", false},
+                 {"return_code", 1},
+                 {"output", text},
+                 {"error", text},
+                 {"execution_time", 0.1},
                  {"generated_files", json::array({{{"filename", text}, {"size", 1}}})},
                  {"skipped_files", json::array()}};
   const std::string content = codecell::api::ExecutionContent(result, budget);
