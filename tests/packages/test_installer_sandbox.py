@@ -79,7 +79,8 @@ def test_pips_sandbox(tmp_path):
         "installer_uid": INSTALLER_UID,
         "limits": {"timeout_seconds": 60, "memory_mb": 512, "max_processes": 64, "cpus": 0,
                    "tmp_mb": 64, "workspace_mb": 16, "max_output_chars": 100000,
-                   "max_generated_files": 0, "max_generated_file_bytes": 0},
+                   "max_generated_files": 0, "max_generated_file_bytes": 0,
+                   "max_display_bytes": 0, "max_display_items": 0},
     }
     p = subprocess.run([str(BIN), "__execute"], input=json.dumps(request), capture_output=True,
                        text=True, timeout=120)
