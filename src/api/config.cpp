@@ -214,10 +214,13 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
     if (t["files"]["max_bytes_per_user_mb"]) c.files.max_bytes_per_user <<= 20;
     if (!listen.empty() && !ParseListen(listen, c, error)) return R::Fail(file + ": " + error);
     if (!over_quota.empty()) {
-      if (over_quota != "reject" && over_quota != "evict_oldest") {
-        return R::Fail(file + ": files.over_quota must be \"reject\" or \"evict_oldest\"");
+      auto policy = files::ParseOverQuota(over_quota);
+      if (!policy) {
+        return R::Fail(file +
+                       ": files.over_quota must be \"evict_generated\", \"evict_oldest\" or "
+                       "\"reject\"");
       }
-      c.files.evict_oldest = over_quota == "evict_oldest";
+      c.files.over_quota = *policy;
     }
     if (auto origins = t["mcp"]["allowed_origins"]) {
       auto list = origins.as_array();
@@ -298,11 +301,11 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
     }
   }
   if (const char* v = env("CODECELL_OVER_QUOTA")) {
-    std::string s = v;
-    if (s != "reject" && s != "evict_oldest") {
-      return R::Fail("CODECELL_OVER_QUOTA must be reject or evict_oldest");
+    auto policy = files::ParseOverQuota(v);
+    if (!policy) {
+      return R::Fail("CODECELL_OVER_QUOTA must be evict_generated, evict_oldest or reject");
     }
-    c.files.evict_oldest = s == "evict_oldest";
+    c.files.over_quota = *policy;
   }
   double d;
   struct NumericEnv {

@@ -300,7 +300,8 @@ json McpServer::CallTool(const json& params, const McpSession& session, const No
         "Uploaded " + f.value("filename", "") + " (file_id " + f.value("file_id", "") + ", " +
             f.value("file_type", "") + ", " + std::to_string(f.value("file_size", 0)) +
             " bytes). Code sees it as /mnt/data/" + f.value("filename", "") + "; load_file(" +
-            json(f.value("filename", "")).dump() + ") reads it.",
+            json(f.value("filename", "")).dump() + ") reads it." +
+            EvictedSentence(f.value("evicted_files", json::array())),
         false);
     if (HasResourceLinks(session)) result["content"].push_back(ResourceLink(f));
     return result;

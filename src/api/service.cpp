@@ -80,6 +80,15 @@ json FileObject(const FileRecord& r) {
           {"expires_at", r.expires_at ? json(files::Rfc3339(*r.expires_at)) : json(nullptr)}};
 }
 
+// What was removed to make room for a new file, so that the model and the user know it is gone.
+json EvictedFiles(const std::vector<FileRecord>& evicted) {
+  json list = json::array();
+  for (const auto& r : evicted) {
+    list.push_back({{"file_id", r.file_id}, {"filename", r.filename}, {"source", r.source}});
+  }
+  return list;
+}
+
 void FailureResponse(httplib::Response& res, const files::Failure& f) {
   switch (f.kind) {
     case files::Failure::kBadRequest:
@@ -450,7 +459,9 @@ void Service::Routes() {
     auto stored = upload->Commit(user_id);
     metrics_.CountUpload(stored.ok());
     if (!stored.ok()) return FailureResponse(res, stored.failure);
-    JsonOk(res, 201, FileObject(*stored.value));
+    json answer = FileObject(*stored.value);
+    answer["evicted_files"] = EvictedFiles(upload->evicted());
+    JsonOk(res, 201, answer);
   });
   s.Get("/v1/files", [this](const httplib::Request& req, httplib::Response& res) {
     auto user = QueryUser(req, res);
@@ -676,8 +687,9 @@ void Service::Execute(const json& j, httplib::Response& res) {
   json stored = json::array();
   json skipped = result.value("skipped_files", json::array());
   std::map<std::string, std::string> stored_ids;  // the execution's file_id -> the store's
+  files::FileManager::GeneratedBatch batch(files_, user);
   for (const auto& g : result.value("generated_files", json::array())) {
-    auto adopted = files_.AdoptGenerated(user, g.value("path", ""), g.value("filename", ""));
+    auto adopted = batch.Adopt(g.value("path", ""), g.value("filename", ""));
     if (adopted.ok()) {
       const FileRecord& r = *adopted.value;
       stored_ids[g.value("file_id", "")] = r.file_id;
@@ -697,6 +709,7 @@ void Service::Execute(const json& j, httplib::Response& res) {
   std::filesystem::remove_all(request.generated_dir, ec);
   result["generated_files"] = stored;
   result["skipped_files"] = skipped;
+  result["evicted_files"] = EvictedFiles(batch.evicted());
   if (result.contains("outputs")) exec::RelinkOutputFiles(result["outputs"], stored_ids);
   result["installed_packages"] = installs.InstalledNames();
   result["failed_packages"] = installs.Failed();
@@ -909,7 +922,9 @@ sandbox::Result<json> Service::UploadFile(const std::string& user, const std::st
   auto stored = upload->Commit(user);
   metrics_.CountUpload(stored.ok());
   if (!stored.ok()) return R::Fail(stored.failure.message);
-  return FileObject(*stored.value);
+  json answer = FileObject(*stored.value);
+  answer["evicted_files"] = EvictedFiles(upload->evicted());
+  return answer;
 }
 
 json Service::ListFiles(const std::string& user) {

@@ -217,6 +217,16 @@ std::string WithinBudget(const std::string& text, size_t budget) {
          " characters; print less, or write it to a file ...]\n" + text.substr(tail_start);
 }
 
+std::string EvictedSentence(const json& evicted) {
+  if (!evicted.is_array() || evicted.empty()) return "";
+  std::string text = "\n\nRemoved to make room (the user's per-user file cap; they are gone):";
+  for (const auto& f : evicted) {
+    text += "\n- " + f.value("filename", "") + " (file_id " + f.value("file_id", "") + ", " +
+            (f.value("source", "") == "upload" ? "an upload" : "a generated file") + ")";
+  }
+  return text;
+}
+
 std::string ExecutionContent(const json& r, size_t budget) {
   std::string content = StatusSentence(r);
   const std::string out = r.value("output", ""), err = r.value("error", "");
@@ -244,6 +254,7 @@ std::string ExecutionContent(const json& r, size_t budget) {
   for (const auto& s : r.value("skipped_files", json::array())) {
     content += "\n- not saved: " + s.value("filename", "") + ": " + s.value("reason", "");
   }
+  content += EvictedSentence(r.value("evicted_files", json::array()));
   if (const json installed = r.value("installed_packages", json::array()); !installed.empty()) {
     content += "\n\nPackages installed or available: ";
     for (size_t i = 0; i < installed.size(); ++i) {

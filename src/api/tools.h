@@ -34,9 +34,13 @@ ParsedToolCall ParseToolCall(const nlohmann::json& tool_call);
 // last line matters most), with a note in between saying how much was cut.
 std::string WithinBudget(const std::string& text, size_t budget);
 
+// "\n\nRemoved to make room ...": the files a new file evicted under the per-user caps (an
+// `evicted_files` list), so that the model does not offer a file that is gone; "" when none.
+std::string EvictedSentence(const nlohmann::json& evicted);
+
 // The content of execute_python_code's (and analyze_data_file's) tool message, from an
 // execution result: the status in words, stdout, stderr (with the traceback), generated files,
-// package installs; each stream within `budget` characters.
+// package installs, evicted files; each stream within `budget` characters.
 std::string ExecutionContent(const nlohmann::json& result, size_t budget);
 
 }  // namespace codecell::api

@@ -329,6 +329,10 @@ Result<ExecutionResult> RunExecution(const ExecutionEnvironment& env,
   std::vector<runner::RunnerInput> runner_inputs;
   for (const auto& input : request.inputs) {
     auto name = workspace->AddInput(input.host_path, input.filename);
+    // Gone since it was listed: deleted, or evicted to make room for another execution's outputs
+    // (the user's caps). The code runs without it rather than not at all; ids are never reused, so
+    // the source cannot come back between the failure and this check.
+    if (!name && ::access(input.host_path.c_str(), F_OK) != 0 && errno == ENOENT) continue;
     if (!name) return R::Fail(name);
     runner_inputs.push_back({input.file_id, *name});
   }

@@ -239,12 +239,25 @@ Outcome<FileRecord> FileManager::Upload::Commit(const std::string& user_id) {
   EVP_DigestFinal_ex(static_cast<Hasher*>(sha_)->ctx, digest, &len);
   auto out =
       manager_->Install(user_id, temp_path_, exec::SafeFileName(original_name_), original_name_,
-                        size_, Hex(digest, len), head_, head_size_, "upload");
+                        size_, Hex(digest, len), head_, head_size_, "upload", evicted_);
   if (out.ok()) temp_path_.clear();  // now owned by the store
   return out;
 }
 
-std::optional<Failure> FileManager::MakeRoom(const std::string& user_id, uint64_t size) {
+std::optional<OverQuota> ParseOverQuota(const std::string& text) {
+  if (text == "reject") return OverQuota::kReject;
+  if (text == "evict_generated") return OverQuota::kEvictGenerated;
+  if (text == "evict_oldest") return OverQuota::kEvictOldest;
+  return std::nullopt;
+}
+
+bool FileManager::Pinned(const std::string& file_id) {
+  std::lock_guard<std::mutex> lock(pinned_mutex_);
+  return pinned_.count(file_id) != 0;
+}
+
+std::optional<Failure> FileManager::MakeRoom(const std::string& user_id, uint64_t size,
+                                             std::vector<FileRecord>& evicted) {
   const Millis now = NowMillis();
   if (size > policy_.max_bytes_per_user) {
     return Failure{Failure::kOverQuota, "the file (" + std::to_string(size) +
@@ -253,25 +266,41 @@ std::optional<Failure> FileManager::MakeRoom(const std::string& user_id, uint64_
                                             " MiB"};
   }
   store::Usage usage = store_.LiveUsage(user_id, now);
-  auto fits = [&] {
-    return usage.files + 1 <= policy_.max_files_per_user &&
-           usage.bytes + size <= policy_.max_bytes_per_user;
+  auto fits = [&](const store::Usage& u) {
+    return u.files + 1 <= policy_.max_files_per_user &&
+           u.bytes + size <= policy_.max_bytes_per_user;
   };
-  if (fits()) return std::nullopt;
-  if (!policy_.evict_oldest) {
-    return Failure{Failure::kOverQuota,
-                   "user " + user_id + " has " + std::to_string(usage.files) + " live files (" +
-                       std::to_string(usage.bytes >> 20) + " MiB); the caps are " +
-                       std::to_string(policy_.max_files_per_user) + " files and " +
-                       std::to_string(policy_.max_bytes_per_user >> 20) +
-                       " MiB. Delete files or wait for them to expire"};
+  if (fits(usage)) return std::nullopt;
+  const std::string state = "user " + user_id + " has " + std::to_string(usage.files) +
+                            " live files (" + std::to_string(usage.bytes >> 20) +
+                            " MiB); the caps are " + std::to_string(policy_.max_files_per_user) +
+                            " files and " + std::to_string(policy_.max_bytes_per_user >> 20) +
+                            " MiB";
+  if (policy_.over_quota == OverQuota::kReject) {
+    return Failure{Failure::kOverQuota, state + ". Delete files or wait for them to expire"};
   }
+  // Plan first: when even every candidate would not make room, nothing is evicted for nothing.
+  std::vector<FileRecord> victims;
+  store::Usage after = usage;
   for (const auto& oldest : store_.ListLiveFiles(user_id, now)) {
-    if (fits()) break;
-    if (auto gone = store_.DeleteFile(user_id, oldest.file_id)) {
+    if (fits(after)) break;
+    if (policy_.over_quota == OverQuota::kEvictGenerated && oldest.source != "generated") continue;
+    if (Pinned(oldest.file_id)) continue;
+    victims.push_back(oldest);
+    after.files -= 1;
+    after.bytes -= std::min(after.bytes, oldest.file_size);
+  }
+  if (!fits(after)) {
+    const std::string why = policy_.over_quota == OverQuota::kEvictGenerated
+                                ? ", and uploads are never evicted to make room (nor the files an "
+                                  "execution is storing now)"
+                                : ", and the files an execution is storing now are not evicted";
+    return Failure{Failure::kOverQuota, state + why + ". Delete files or wait for them to expire"};
+  }
+  for (const auto& victim : victims) {
+    if (auto gone = store_.DeleteFile(user_id, victim.file_id)) {
       RemoveBytes(*gone);
-      usage.files -= 1;
-      usage.bytes -= std::min(usage.bytes, gone->file_size);
+      evicted.push_back(*gone);
     }
   }
   return std::nullopt;
@@ -281,7 +310,8 @@ Outcome<FileRecord> FileManager::Install(const std::string& user_id, const std::
                                          const std::string& filename,
                                          const std::string& original_name, uint64_t size,
                                          const std::string& sha256, const unsigned char* head,
-                                         size_t head_size, const std::string& source) {
+                                         size_t head_size, const std::string& source,
+                                         std::vector<FileRecord>& evicted, bool pin) {
   FileRecord r;
   r.file_id = exec::NewRandomId("file_");
   r.user_id = user_id;
@@ -301,7 +331,7 @@ Outcome<FileRecord> FileManager::Install(const std::string& user_id, const std::
   }
   std::lock_guard<std::mutex> lock(UserLock(user_id));
   try {
-    if (auto refused = MakeRoom(user_id, size)) return {std::nullopt, *refused};
+    if (auto refused = MakeRoom(user_id, size, evicted)) return {std::nullopt, *refused};
     if (::rename(temp_path.c_str(), final_path.c_str()) != 0) {
       return {std::nullopt, IoFailure("cannot move the file into storage", errno)};
     }
@@ -311,6 +341,11 @@ Outcome<FileRecord> FileManager::Install(const std::string& user_id, const std::
       r.expires_at = r.uploaded_at + static_cast<Millis>(policy_.lifetime_hours * 3600.0 * 1000.0);
     }
     store_.InsertFile(r);
+    if (pin) {
+      // Under the user's lock: no other batch can evict it between its insert and its pin.
+      std::lock_guard<std::mutex> pinned(pinned_mutex_);
+      pinned_.insert(r.file_id);
+    }
   } catch (const store::StoreError& e) {
     ::unlink(final_path.c_str());
     return {std::nullopt, {e.disk_full() ? Failure::kStorageFull : Failure::kInternal, e.what()}};
@@ -318,16 +353,29 @@ Outcome<FileRecord> FileManager::Install(const std::string& user_id, const std::
   return {r, {}};
 }
 
-Outcome<FileRecord> FileManager::AdoptGenerated(const std::string& user_id,
-                                                const std::string& host_path,
-                                                const std::string& relative_name) {
+FileManager::GeneratedBatch::GeneratedBatch(FileManager& manager, std::string user_id)
+    : manager_(manager), user_id_(std::move(user_id)) {}
+
+FileManager::GeneratedBatch::~GeneratedBatch() {
+  std::lock_guard<std::mutex> lock(manager_.pinned_mutex_);
+  for (const auto& id : stored_ids_) {
+    auto it = manager_.pinned_.find(id);
+    if (it != manager_.pinned_.end()) manager_.pinned_.erase(it);
+  }
+}
+
+Outcome<FileRecord> FileManager::GeneratedBatch::Adopt(const std::string& host_path,
+                                                       const std::string& relative_name) {
   uint64_t size = 0;
   unsigned char head[16];
   size_t head_size = 0;
   auto sha = Sha256OfFile(host_path, size, head, head_size);
   if (!sha) return {std::nullopt, IoFailure("cannot read the generated file", errno)};
-  return Install(user_id, host_path, exec::SafeFileName(relative_name), relative_name, size, *sha,
-                 head, head_size, "generated");
+  auto out = manager_.Install(user_id_, host_path, exec::SafeFileName(relative_name), relative_name,
+                              size, *sha, head, head_size, "generated", evicted_,
+                              /*pin=*/true);
+  if (out.ok()) stored_ids_.push_back(out.value->file_id);
+  return out;
 }
 
 std::optional<FileRecord> FileManager::Get(const std::string& user_id, const std::string& file_id) {

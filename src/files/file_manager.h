@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,12 +13,21 @@
 
 namespace codecell::files {
 
+// What a new file (upload or generated) does when it would pass a per-user cap.
+enum class OverQuota {
+  kReject,          // refuse it (429; a generated file is skipped)
+  kEvictGenerated,  // evict the oldest generated files: already delivered to the chat
+  kEvictOldest,     // evict the oldest files, uploads too (the operator's choice)
+};
+// "reject" | "evict_generated" | "evict_oldest"; nullopt for anything else.
+std::optional<OverQuota> ParseOverQuota(const std::string& text);
+
 struct FilePolicy {
   double lifetime_hours = 48;  // < 0: files never expire
   uint64_t max_upload_bytes = 50ull << 20;
   uint64_t max_files_per_user = 20;
   uint64_t max_bytes_per_user = 500ull << 20;
-  bool evict_oldest = false;  // over the cap: evict the user's oldest files instead of refusing
+  OverQuota over_quota = OverQuota::kEvictGenerated;
 };
 
 // Why an operation failed, in terms the API maps to status codes.
@@ -55,6 +65,8 @@ class FileManager {
     bool Write(const char* data, size_t size);
     Outcome<store::FileRecord> Commit(const std::string& user_id);
     const Failure& failure() const { return failure_; }
+    // The files Commit() evicted to make room, oldest first.
+    const std::vector<store::FileRecord>& evicted() const { return evicted_; }
 
    private:
     friend class FileManager;
@@ -68,15 +80,33 @@ class FileManager {
     size_t head_size_ = 0;
     Failure failure_;
     bool failed_ = false;
+    std::vector<store::FileRecord> evicted_;
   };
   // The user is named at Commit(): a multipart body may carry it after the file part.
   Outcome<std::unique_ptr<Upload>> BeginUpload(const std::string& original_filename);
 
-  // Stores a file the sandbox generated (moved from `host_path`, same filesystem) as a new file
-  // of `user_id`, under the same quota rules as uploads.
-  Outcome<store::FileRecord> AdoptGenerated(const std::string& user_id,
-                                            const std::string& host_path,
-                                            const std::string& relative_name);
+  // The files one execution generated, stored one by one under the same quota rules as uploads.
+  // They never evict each other, nor the files of another batch still open (an execution of the
+  // same user running at once): what a result lists exists when it is answered. Inputs are
+  // copies in /mnt/data, so the stored files they came from may be evicted.
+  class GeneratedBatch {
+   public:
+    GeneratedBatch(FileManager& manager, std::string user_id);
+    ~GeneratedBatch();
+    GeneratedBatch(const GeneratedBatch&) = delete;
+    GeneratedBatch& operator=(const GeneratedBatch&) = delete;
+    // Moves the file at `host_path` (same filesystem) into storage.
+    Outcome<store::FileRecord> Adopt(const std::string& host_path,
+                                     const std::string& relative_name);
+    // The files evicted to make room for this batch, oldest first.
+    const std::vector<store::FileRecord>& evicted() const { return evicted_; }
+
+   private:
+    FileManager& manager_;
+    std::string user_id_;
+    std::vector<std::string> stored_ids_;
+    std::vector<store::FileRecord> evicted_;
+  };
 
   std::optional<store::FileRecord> Get(const std::string& user_id, const std::string& file_id);
   std::vector<store::FileRecord> List(const std::string& user_id);
@@ -91,14 +121,18 @@ class FileManager {
   store::Store& store() { return store_; }
 
  private:
-  // Admits a new file of `size` bytes for `user_id` (evicting if configured); call with the
-  // user's lock held.
-  std::optional<Failure> MakeRoom(const std::string& user_id, uint64_t size);
+  // Admits a new file of `size` bytes for `user_id`, evicting by the policy (never a pinned file)
+  // and appending what it evicted to `evicted`; call with the user's lock held. Evicts nothing
+  // when eviction could not make enough room.
+  std::optional<Failure> MakeRoom(const std::string& user_id, uint64_t size,
+                                  std::vector<store::FileRecord>& evicted);
   Outcome<store::FileRecord> Install(const std::string& user_id, const std::string& temp_path,
                                      const std::string& filename, const std::string& original_name,
                                      uint64_t size, const std::string& sha256,
                                      const unsigned char* head, size_t head_size,
-                                     const std::string& source);
+                                     const std::string& source,
+                                     std::vector<store::FileRecord>& evicted, bool pin = false);
+  bool Pinned(const std::string& file_id);
   std::mutex& UserLock(const std::string& user_id);
   void RemoveBytes(const store::FileRecord& record);
 
@@ -106,6 +140,8 @@ class FileManager {
   std::string data_dir_, files_dir_;
   FilePolicy policy_;
   std::array<std::mutex, 64> user_locks_;
+  std::mutex pinned_mutex_;
+  std::multiset<std::string> pinned_;  // file ids of open GeneratedBatches
 };
 
 // RFC 3339 UTC with milliseconds, e.g. 2026-11-28T01:02:03.456Z.

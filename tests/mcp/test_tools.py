@@ -206,3 +206,22 @@ def test_image_types_inline(s):
     links = {l["name"]: l["mimeType"] for l in items(res, "resource_link")}
     assert set(links) == {"p.jpg", "p.webp", "p.svg", "p.gif"}, links
     assert links["p.svg"].startswith("image/svg"), links
+
+
+def test_tool_answers_say_what_made_room():
+    """Issue 18: over the per-user cap the oldest generated file makes room, and both the
+    upload_file answer and execute_python_code's text say which file is gone."""
+    from .conftest import start_daemon
+    d = start_daemon("quota", config={"files": {"max_files_per_user": 2}})
+    try:
+        s = d.mcp(new_user("q"))
+        first = assert_tool_ok(s.call("upload_file", {"filename": "sales.csv", "content": "x"}))
+        assert "Removed to make room" not in first, first
+        ran = assert_tool_ok(s.call("execute_python_code",
+                                    {"code": "open('/mnt/data/plot_1.png', 'wb').write(b'1')"}))
+        assert "plot_1.png" in ran and "Removed to make room" not in ran, ran
+        up = assert_tool_ok(s.call("upload_file", {"filename": "more.csv", "content": "y"}))
+        assert "Removed to make room" in up and "plot_1.png" in up.split("Removed")[1], up
+        assert [f["filename"] for f in d.list_files(s.user)] == ["sales.csv", "more.csv"]
+    finally:
+        assert d.stop() == 0

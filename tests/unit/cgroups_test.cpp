@@ -1,7 +1,9 @@
 #include "sandbox/cgroups.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <fstream>
@@ -185,6 +187,50 @@ TEST(FileIo, CopyFileNeverFollowsASymlinkAndSaysWhy) {
   // A symlinked target is refused, and what it points at is untouched.
   EXPECT_EQ(CopyFile(dst, tmp.path() + "/link", 0600).err, ELOOP);
   EXPECT_EQ(*ReadFileToString(src), "bytes");
+}
+
+// Keeping holes needs a filesystem with holes (ext4, xfs, btrfs, tmpfs): the test's TempDir.
+TEST(FileIo, CopyFileKeepsHolesAndTurnsZeroBlocksIntoHoles) {
+  codecell::testing::TempDir tmp;
+  const std::string sparse = tmp.path() + "/sparse", copy = tmp.path() + "/copy";
+  const off_t size = 45 << 20;
+  {
+    int fd = ::open(sparse.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, "head", 4, 0), 4);
+    ASSERT_EQ(::pwrite(fd, "middle", 6, 20 << 20), 6);
+    ASSERT_EQ(::pwrite(fd, "tail", 4, size - 4), 4);
+    ::close(fd);
+  }
+  struct stat src {};
+  ASSERT_EQ(::stat(sparse.c_str(), &src), 0);
+  REQUIRE_OR_SKIP(src.st_blocks * 512 < (1 << 20), "the temporary directory keeps no holes");
+  ASSERT_TRUE(CopyFile(sparse, copy, 0600).ok());
+  struct stat dst {};
+  ASSERT_EQ(::stat(copy.c_str(), &dst), 0);
+  EXPECT_EQ(dst.st_size, size);
+  EXPECT_LT(dst.st_blocks * 512, 1 << 20) << "the copy of a 45 MiB sparse file is not sparse";
+  EXPECT_EQ(*ReadFileToString(copy, size), *ReadFileToString(sparse, size));
+
+  // Zeros written out, between data that is not block-aligned: the same bytes, on fewer blocks.
+  std::string bytes(3 << 20, '\0');
+  bytes.replace(5, 3, "abc");
+  bytes.replace((1 << 20) + 4095, 2, "de");  // across a block boundary
+  bytes.back() = 'z';
+  ASSERT_TRUE(WriteStringToFile(sparse, bytes).ok());
+  ASSERT_TRUE(CopyFile(sparse, copy, 0600).ok());
+  EXPECT_EQ(*ReadFileToString(copy, 4 << 20), bytes);
+  ASSERT_EQ(::stat(copy.c_str(), &dst), 0);
+  EXPECT_LT(dst.st_blocks * 512, 256 << 10);
+
+  // A file that ends in a hole keeps its size; an empty file stays empty.
+  ASSERT_TRUE(WriteStringToFile(sparse, "").ok());
+  ASSERT_EQ(::truncate(sparse.c_str(), 12345), 0);
+  ASSERT_TRUE(CopyFile(sparse, copy, 0600).ok());
+  EXPECT_EQ(*ReadFileToString(copy), std::string(12345, '\0'));
+  ASSERT_TRUE(WriteStringToFile(sparse, "").ok());
+  ASSERT_TRUE(CopyFile(sparse, copy, 0600).ok());
+  EXPECT_EQ(*ReadFileToString(copy), "");
 }
 
 }  // namespace

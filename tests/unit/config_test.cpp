@@ -1,6 +1,8 @@
 #include "api/config.h"
 
 #include <fstream>
+#include <utility>
+#include <vector>
 
 #include "test_support.h"
 
@@ -36,10 +38,34 @@ TEST_F(ConfigTest, DefaultsMatchTheSpec) {
   EXPECT_EQ(c->files.max_upload_bytes, 50ull << 20);
   EXPECT_EQ(c->files.max_files_per_user, 20u);
   EXPECT_EQ(c->files.max_bytes_per_user, 500ull << 20);
+  EXPECT_EQ(c->files.over_quota, files::OverQuota::kEvictGenerated);
   EXPECT_EQ(c->limits.timeout_seconds, 60);
   EXPECT_EQ(c->bounds.max_timeout_seconds, 300);
   EXPECT_GE(c->workers, 1u);
   EXPECT_EQ(c->limits.cpus, 1.0);
+}
+
+TEST_F(ConfigTest, OverQuotaPolicies) {
+  for (const auto& [text, policy] : std::vector<std::pair<std::string, files::OverQuota>>{
+           {"evict_generated", files::OverQuota::kEvictGenerated},
+           {"evict_oldest", files::OverQuota::kEvictOldest},
+           {"reject", files::OverQuota::kReject}}) {
+    ConfigOverrides flags;
+    flags.config_file = WriteToml("[files]\nover_quota = \"" + text + "\"\n");
+    auto c = LoadServiceConfig(flags);
+    ASSERT_TRUE(c) << c.error();
+    EXPECT_EQ(c->files.over_quota, policy) << text;
+    ::setenv("CODECELL_OVER_QUOTA", text.c_str(), 1);
+    auto e = LoadServiceConfig({});
+    ::unsetenv("CODECELL_OVER_QUOTA");
+    ASSERT_TRUE(e) << e.error();
+    EXPECT_EQ(e->files.over_quota, policy) << text;
+  }
+  ConfigOverrides flags;
+  flags.config_file = WriteToml("[files]\nover_quota = \"evict_uploads\"\n");
+  auto bad = LoadServiceConfig(flags);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("evict_generated"), std::string::npos) << bad.error();
 }
 
 TEST_F(ConfigTest, FileThenEnvironmentThenFlags) {
@@ -55,7 +81,7 @@ TEST_F(ConfigTest, FileThenEnvironmentThenFlags) {
   EXPECT_EQ(from_file->data_dir, "/from/file");
   EXPECT_EQ(from_file->files.lifetime_hours, 2.5);
   EXPECT_EQ(from_file->files.max_upload_bytes, 7ull << 20);
-  EXPECT_TRUE(from_file->files.evict_oldest);
+  EXPECT_EQ(from_file->files.over_quota, files::OverQuota::kEvictOldest);
   EXPECT_EQ(from_file->workers, 3u);
 
   ::setenv("CODECELL_DATA_DIR", "/from/env", 1);

@@ -1,5 +1,6 @@
 #include "files/file_manager.h"
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <thread>
@@ -36,6 +37,22 @@ struct Fixture {
       }
     }
     return u->Commit(user);
+  }
+
+  // A file the sandbox generated, stored through `batch`.
+  Outcome<store::FileRecord> Generate(FileManager::GeneratedBatch& batch, const std::string& name,
+                                      const std::string& bytes) {
+    std::string path = files->temp_dir() + "/" + exec::NewRandomId("gen-");
+    std::ofstream(path) << bytes;
+    auto out = batch.Adopt(path, name);
+    fs::remove(path);
+    return out;
+  }
+
+  std::vector<std::string> Names(const std::string& user) {
+    std::vector<std::string> names;
+    for (const auto& r : files->List(user)) names.push_back(r.filename);
+    return names;
   }
 
   size_t FilesOnDisk() {
@@ -86,30 +103,160 @@ TEST(FileManager, OverTheUploadLimitStoresNothing) {
   EXPECT_EQ(f.FilesOnDisk(), 0u);
 }
 
-TEST(FileManager, QuotaRefusesOrEvictsTheOldest) {
+// Distinct uploaded_at stamps (milliseconds) keep "oldest" well defined.
+void Tick() { std::this_thread::sleep_for(std::chrono::milliseconds(3)); }
+
+TEST(FileManager, RejectRefusesOverTheCap) {
   FilePolicy p;
   p.max_files_per_user = 2;
+  p.over_quota = OverQuota::kReject;
   Fixture refuse(p);
   ASSERT_TRUE(refuse.Upload("u", "a", "1").ok());
-  ASSERT_TRUE(refuse.Upload("u", "b", "2").ok());
+  FileManager::GeneratedBatch batch(*refuse.files, "u");
+  ASSERT_TRUE(refuse.Generate(batch, "b", "2").ok());
   auto third = refuse.Upload("u", "c", "3");
   ASSERT_FALSE(third.ok());
   EXPECT_EQ(third.failure.kind, Failure::kOverQuota);
   EXPECT_NE(third.failure.message.find("2 live files"), std::string::npos) << third.failure.message;
   EXPECT_TRUE(refuse.Upload("other-user", "c", "3").ok());
+}
 
-  p.evict_oldest = true;
+TEST(FileManager, EvictOldestEvictsUploadsToo) {
+  FilePolicy p;
+  p.max_files_per_user = 2;
+  p.over_quota = OverQuota::kEvictOldest;
   Fixture evict(p);
   auto a = evict.Upload("u", "a", "1");
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Tick();
   ASSERT_TRUE(evict.Upload("u", "b", "2").ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  ASSERT_TRUE(evict.Upload("u", "c", "3").ok());
-  auto names = evict.files->List("u");
-  ASSERT_EQ(names.size(), 2u);
-  EXPECT_EQ(names[0].filename, "b");
-  EXPECT_EQ(names[1].filename, "c");
+  Tick();
+  auto c = evict.Upload("u", "c", "3");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(evict.Names("u"), (std::vector<std::string>{"b", "c"}));
   EXPECT_FALSE(fs::exists(evict.files->PathOf(*a.value)));
+  EXPECT_EQ(evict.FilesOnDisk(), 2u);
+}
+
+TEST(FileManager, DefaultEvictsTheOldestGeneratedFilesNeverAnUpload) {
+  FilePolicy p;
+  p.max_files_per_user = 3;
+  Fixture f(p);
+  ASSERT_EQ(f.policy.over_quota, OverQuota::kEvictGenerated);
+  ASSERT_TRUE(f.Upload("u", "sales.csv", "x").ok());
+  Tick();
+  std::string first_plot_path;
+  {
+    FileManager::GeneratedBatch run(*f.files, "u");
+    auto p1 = f.Generate(run, "plot_1.png", "1");
+    ASSERT_TRUE(p1.ok());
+    first_plot_path = f.files->PathOf(*p1.value);
+    Tick();
+    ASSERT_TRUE(f.Generate(run, "plot_2.png", "2").ok());
+    EXPECT_TRUE(run.evicted().empty());
+  }
+  Tick();
+  // An upload evicts the oldest generated file, and says so.
+  auto up = f.files->BeginUpload("notes.txt");
+  ASSERT_TRUE(up.ok());
+  ASSERT_TRUE((*up.value)->Write("n", 1));
+  auto notes = (*up.value)->Commit("u");
+  ASSERT_TRUE(notes.ok()) << notes.failure.message;
+  ASSERT_EQ((*up.value)->evicted().size(), 1u);
+  EXPECT_EQ((*up.value)->evicted()[0].filename, "plot_1.png");
+  EXPECT_EQ((*up.value)->evicted()[0].source, "generated");
+  EXPECT_FALSE(fs::exists(first_plot_path));
+  EXPECT_EQ(f.Names("u"), (std::vector<std::string>{"sales.csv", "plot_2.png", "notes.txt"}));
+  Tick();
+  {
+    FileManager::GeneratedBatch run(*f.files, "u");
+    auto p3 = f.Generate(run, "plot_3.png", "3");
+    ASSERT_TRUE(p3.ok()) << p3.failure.message;
+    ASSERT_EQ(run.evicted().size(), 1u);
+    EXPECT_EQ(run.evicted()[0].filename, "plot_2.png");
+    // Only uploads and this run's own output are left: the next output is refused, nothing goes.
+    auto p4 = f.Generate(run, "plot_4.png", "4");
+    ASSERT_FALSE(p4.ok());
+    EXPECT_EQ(p4.failure.kind, Failure::kOverQuota);
+    EXPECT_NE(p4.failure.message.find("uploads are never evicted"), std::string::npos)
+        << p4.failure.message;
+    EXPECT_EQ(run.evicted().size(), 1u);
+  }
+  EXPECT_EQ(f.Names("u"), (std::vector<std::string>{"sales.csv", "notes.txt", "plot_3.png"}));
+  // With only uploads stored, an upload over the cap is refused by default.
+  Tick();
+  ASSERT_TRUE(f.Upload("u", "more.txt", "m").ok());  // evicts plot_3.png
+  auto refused = f.Upload("u", "too_many.txt", "t");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.failure.kind, Failure::kOverQuota);
+  EXPECT_EQ(f.Names("u"), (std::vector<std::string>{"sales.csv", "notes.txt", "more.txt"}));
+  EXPECT_EQ(f.FilesOnDisk(), 3u);
+}
+
+TEST(FileManager, ByteCapEvictsEnoughGeneratedBytesOrNothing) {
+  FilePolicy p;
+  p.max_bytes_per_user = 1 << 20;
+  Fixture f(p);
+  ASSERT_TRUE(f.Upload("u", "upload.bin", std::string(400 << 10, 'u')).ok());
+  {
+    FileManager::GeneratedBatch run(*f.files, "u");
+    ASSERT_TRUE(f.Generate(run, "small.bin", std::string(100 << 10, 's')).ok());
+    Tick();
+    ASSERT_TRUE(f.Generate(run, "mid.bin", std::string(300 << 10, 'm')).ok());
+  }
+  // 700 KiB more needs 100 + 300 KiB of outputs gone; 900 KiB would need the upload: refused,
+  // and nothing is evicted for it.
+  {
+    FileManager::GeneratedBatch run(*f.files, "u");
+    auto huge = f.Generate(run, "huge.bin", std::string(900 << 10, 'h'));
+    ASSERT_FALSE(huge.ok());
+    EXPECT_TRUE(run.evicted().empty());
+    EXPECT_EQ(f.files->List("u").size(), 3u);
+    auto big = f.Generate(run, "big.bin", std::string(600 << 10, 'b'));
+    ASSERT_TRUE(big.ok()) << big.failure.message;
+    EXPECT_EQ(run.evicted().size(), 2u);
+  }
+  EXPECT_EQ(f.Names("u"), (std::vector<std::string>{"upload.bin", "big.bin"}));
+}
+
+TEST(FileManager, ConcurrentBatchesKeepTheCapsExactAndTheirOwnOutputs) {
+  FilePolicy p;
+  p.max_files_per_user = 20;
+  Fixture f(p);
+  ASSERT_TRUE(f.Upload("u", "sales.csv", "x").ok());
+  // At most 4 open batches × 4 pinned outputs + the upload: 17 files, under the cap, so no output
+  // is ever refused, and 80 outputs go through 20 places.
+  constexpr int kThreads = 4, kRuns = 5, kPerRun = 4;
+  std::atomic<int> lost{0}, refused{0}, over{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int run = 0; run < kRuns; ++run) {
+        FileManager::GeneratedBatch batch(*f.files, "u");
+        std::vector<store::FileRecord> mine;
+        for (int i = 0; i < kPerRun; ++i) {
+          auto r = f.Generate(batch, "p" + std::to_string(t) + "_" + std::to_string(i), "x");
+          if (r.ok()) {
+            mine.push_back(*r.value);
+          } else {
+            ++refused;
+          }
+          if (f.store->LiveUsage("u", NowMillis()).files > p.max_files_per_user) ++over;
+        }
+        // While its batch is open, none of its outputs has been evicted by the others.
+        for (const auto& r : mine) {
+          if (!f.files->Get("u", r.file_id) || !fs::exists(f.files->PathOf(r))) ++lost;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(over.load(), 0);
+  EXPECT_EQ(lost.load(), 0);
+  EXPECT_EQ(refused.load(), 0);
+  auto names = f.Names("u");
+  EXPECT_EQ(names.size(), 20u);
+  EXPECT_EQ(names[0], "sales.csv");
+  EXPECT_EQ(f.FilesOnDisk(), 20u);
 }
 
 TEST(FileManager, ForeignUsersSeeNothing) {

@@ -60,6 +60,24 @@ TEST(ToolCalls, ContentSaysTheStatusInWords) {
   EXPECT_NE(content.find("stderr:\nExecution timeout"), std::string::npos);
 }
 
+TEST(ToolCalls, ContentSaysWhatWasRemovedToMakeRoom) {
+  json result = {{"status", "ok"},
+                 {"return_code", 0},
+                 {"execution_time", 0.1},
+                 {"output", ""},
+                 {"error", ""},
+                 {"evicted_files",
+                  {{{"file_id", "file_a"}, {"filename", "plot_3.png"}, {"source", "generated"}}}}};
+  std::string content = ExecutionContent(result, 1000);
+  auto at = content.find("Removed to make room");
+  ASSERT_NE(at, std::string::npos) << content;
+  EXPECT_NE(content.find("plot_3.png (file_id file_a, a generated file)", at), std::string::npos)
+      << content;
+  result["evicted_files"] = json::array();
+  EXPECT_EQ(ExecutionContent(result, 1000).find("Removed"), std::string::npos);
+  EXPECT_EQ(EvictedSentence(json::array()), "");
+}
+
 TEST(ToolDefinitions, NameTheLimitsAndNoUserId) {
   ToolLimits limits;
   limits.max_timeout_seconds = 120;
