@@ -89,6 +89,13 @@ json EvictedFiles(const std::vector<FileRecord>& evicted) {
   return list;
 }
 
+// The 201 answer of an upload (HTTP and MCP): the file object, and what made room for it.
+json UploadAnswer(const FileRecord& stored, const files::FileManager::Upload& upload) {
+  json answer = FileObject(stored);
+  answer["evicted_files"] = EvictedFiles(upload.evicted());
+  return answer;
+}
+
 void FailureResponse(httplib::Response& res, const files::Failure& f) {
   switch (f.kind) {
     case files::Failure::kBadRequest:
@@ -459,9 +466,7 @@ void Service::Routes() {
     auto stored = upload->Commit(user_id);
     metrics_.CountUpload(stored.ok());
     if (!stored.ok()) return FailureResponse(res, stored.failure);
-    json answer = FileObject(*stored.value);
-    answer["evicted_files"] = EvictedFiles(upload->evicted());
-    JsonOk(res, 201, answer);
+    JsonOk(res, 201, UploadAnswer(*stored.value, *upload));
   });
   s.Get("/v1/files", [this](const httplib::Request& req, httplib::Response& res) {
     auto user = QueryUser(req, res);
@@ -922,9 +927,7 @@ sandbox::Result<json> Service::UploadFile(const std::string& user, const std::st
   auto stored = upload->Commit(user);
   metrics_.CountUpload(stored.ok());
   if (!stored.ok()) return R::Fail(stored.failure.message);
-  json answer = FileObject(*stored.value);
-  answer["evicted_files"] = EvictedFiles(upload->evicted());
-  return answer;
+  return UploadAnswer(*stored.value, *upload);
 }
 
 json Service::ListFiles(const std::string& user) {

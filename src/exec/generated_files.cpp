@@ -24,6 +24,7 @@ constexpr int kMaxDepth = 64;
 struct Candidate {
   std::string path;
   uint64_t size;
+  timespec mtime;  // from the walk's fstatat: what UnchangedInput compares with the input's
 };
 
 void Walk(int dir_fd, const std::string& prefix, int depth, std::vector<Candidate>& regular,
@@ -48,7 +49,7 @@ void Walk(int dir_fd, const std::string& prefix, int depth, std::vector<Candidat
           ::openat(::dirfd(dir), entry->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (child >= 0) Walk(child, rel, depth + 1, regular, skipped);
     } else if (S_ISREG(st.st_mode)) {
-      regular.push_back({rel, static_cast<uint64_t>(st.st_size)});
+      regular.push_back({rel, static_cast<uint64_t>(st.st_size), st.st_mtim});
     } else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) {
       // An overlayfs whiteout: the code deleted an input. Nothing to collect.
     } else if (S_ISLNK(st.st_mode)) {
@@ -85,16 +86,12 @@ bool UnchangedInput(const std::string& upper, const std::string& lower, const Ca
   if (!in_lower.valid()) return false;
   struct stat st {};
   if (::fstat(in_lower.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
-      static_cast<uint64_t>(st.st_size) != c.size) {
+      static_cast<uint64_t>(st.st_size) != c.size || c.mtime.tv_sec != st.st_mtim.tv_sec ||
+      c.mtime.tv_nsec != st.st_mtim.tv_nsec) {
     return false;
   }
   UniqueFd in_upper(::open((upper + "/" + c.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  struct stat up {};
-  if (!in_upper.valid() || ::fstat(in_upper.get(), &up) != 0 ||
-      up.st_mtim.tv_sec != st.st_mtim.tv_sec || up.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
-    return false;
-  }
-  return SameContent(in_upper.get(), in_lower.get());
+  return in_upper.valid() && SameContent(in_upper.get(), in_lower.get());
 }
 
 // Why a generated file could not be kept, for the client: no host path, the cause in words.

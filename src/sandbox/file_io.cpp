@@ -113,7 +113,7 @@ SysResult CopySparse(int in, int out) {
       // holes.
       data = offset;
     }
-    off_t hole = data >= 0 ? ::lseek(in, data, SEEK_HOLE) : size;
+    off_t hole = ::lseek(in, data, SEEK_HOLE);
     if (hole < 0) hole = size;
     if (SysResult copied = CopyRange(in, out, data, std::min(hole, size)); !copied.ok()) {
       return copied;
