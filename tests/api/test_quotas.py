@@ -78,9 +78,12 @@ def test_an_upload_evicts_generated_files_but_never_an_upload(make_daemon):
     d = make_daemon(config={"files": {"max_files_per_user": 3}})
     u = new_user()
     first = d.upload_ok(u, "first.csv", b"1")
-    res = d.execute_ok(u, "for n in 'ab': open(f'/mnt/data/out_{n}.txt', 'w').write(n)")
-    assert names(res["generated_files"]) == ["out_a.txt", "out_b.txt"], res
-    time.sleep(0.01)
+    # Two executions, so that out_a is older than out_b: files stored in the same millisecond have
+    # no defined order (the store breaks the tie by file_id, which is random).
+    for n in "ab":
+        res = d.execute_ok(u, f"open('/mnt/data/out_{n}.txt', 'w').write('{n}')")
+        assert names(res["generated_files"]) == [f"out_{n}.txt"], res
+        time.sleep(0.01)
     second = d.upload_ok(u, "second.csv", b"2")
     assert [(e["filename"], e["source"]) for e in second["evicted_files"]] == \
         [("out_a.txt", "generated")], second
@@ -107,7 +110,8 @@ def test_one_execution_never_evicts_its_own_outputs(make_daemon):
     assert names(res["generated_files"]) == [f"f{i}.txt" for i in range(4)], res
     assert names(res["skipped_files"]) == ["f4.txt", "f5.txt"], res
     assert res["evicted_files"] == [], res
-    assert names(d.list_files(u)) == [f"f{i}.txt" for i in range(4)]
+    # sorted: files stored in the same millisecond are listed in no defined order (by file_id)
+    assert sorted(names(d.list_files(u))) == [f"f{i}.txt" for i in range(4)]
 
 
 def test_reject_and_evict_oldest_stay_available(make_daemon):
