@@ -3,120 +3,339 @@
 #include <toml++/toml.h>
 
 #include <cstdlib>
-#include <functional>
+#include <set>
 #include <sstream>
 #include <thread>
+
+#include "base/user_id.h"
 
 namespace codecell::api {
 namespace {
 
 using R = sandbox::Result<ServiceConfig>;
 
-bool ParseListen(const std::string& text, ServiceConfig& c, std::string& error) {
+// One value as a source gave it, already of its setting's type.
+struct Value {
+  double number = 0;
+  bool flag = false;
+  std::string text;
+  std::vector<std::string> list;
+  std::vector<std::pair<std::string, std::string>> pairs;
+};
+
+enum class Type { kNumber, kBool, kString, kList, kPairs };
+
+// One key of the configuration: where it is read from and the one rule it is checked by. Every
+// default is the ServiceConfig member's initializer; every key of the TOML file, each with its
+// environment variable, is a row of kSettings below (docs/contract-serve.md lists them).
+struct Setting {
+  const char* key;  // its TOML path
+  const char* env;  // its CODECELL_* variable; nullptr: the file only
+  Type type;
+  double lo = 0, hi = 0;  // kNumber: the range
+  // Applies a value of the right type and range: "" or the rule it breaks ("must be ...").
+  std::string (*apply)(ServiceConfig&, const Value&);
+};
+
+std::string ParseListen(const std::string& text, ServiceConfig& c) {
   auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    error = "listen must be HOST:PORT (got '" + text + "')";
-    return false;
-  }
+  if (colon == std::string::npos || colon == 0) return "must be HOST:PORT";
   std::string host = text.substr(0, colon);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
   char* end = nullptr;
+  errno = 0;
   long port = std::strtol(text.c_str() + colon + 1, &end, 10);
-  if (*end != '\0' || port < 1 || port > 65535) {
-    error = "listen port must be 1-65535 (got '" + text + "')";
-    return false;
+  if (colon + 1 == text.size() || *end != '\0' || errno != 0 || port < 1 || port > 65535) {
+    return "must be HOST:PORT with a port of 1-65535";
   }
   c.listen_host = host;
   c.listen_port = static_cast<int>(port);
-  return true;
+  return "";
 }
 
-// "import=requirement, ..." (CODECELL_PACKAGES_ALLOWLIST) or a TOML table: added to the list.
-std::string AddAllowlistEntries(const std::vector<std::pair<std::string, std::string>>& entries,
-                                packages::Allowlist& list) {
-  for (const auto& [import_name, requirement] : entries) {
-    if (auto e = list.Add(import_name, requirement); !e.empty()) return e;
+template <typename T, typename V>
+std::string Set(T& out, const V& x) {
+  out = static_cast<T>(x);
+  return "";
+}
+
+std::string SetMiB(uint64_t& out, double x) {
+  out = static_cast<uint64_t>(x) << 20;
+  return "";
+}
+
+// The order matters where one key resets what another adds (default_allowlist, allowlist).
+const Setting kSettings[] = {
+    {"listen", "CODECELL_LISTEN", Type::kString, 0, 0,
+     [](ServiceConfig& c, const Value& v) { return ParseListen(v.text, c); }},
+    {"data_dir", "CODECELL_DATA_DIR", Type::kString, 0, 0,
+     [](ServiceConfig& c, const Value& v) { return Set(c.data_dir, v.text); }},
+    {"api_keys", "CODECELL_API_KEYS", Type::kList, 0, 0,
+     [](ServiceConfig& c, const Value& v) { return Set(c.api_keys, v.list); }},
+    {"files.lifetime_hours", "CODECELL_FILE_LIFETIME_HOURS", Type::kNumber, -1, 1e6,
+     [](ServiceConfig& c, const Value& v) { return Set(c.files.lifetime_hours, v.number); }},
+    {"files.max_upload_mb", "CODECELL_MAX_UPLOAD_MB", Type::kNumber, 1, 1e6,
+     [](ServiceConfig& c, const Value& v) { return SetMiB(c.files.max_upload_bytes, v.number); }},
+    {"files.max_files_per_user", "CODECELL_MAX_FILES_PER_USER", Type::kNumber, 1, 1e9,
+     [](ServiceConfig& c, const Value& v) { return Set(c.files.max_files_per_user, v.number); }},
+    {"files.max_bytes_per_user_mb", "CODECELL_MAX_BYTES_PER_USER_MB", Type::kNumber, 1, 1e9,
+     [](ServiceConfig& c, const Value& v) { return SetMiB(c.files.max_bytes_per_user, v.number); }},
+    {"files.over_quota", "CODECELL_OVER_QUOTA", Type::kString, 0, 0,
+     [](ServiceConfig& c, const Value& v) -> std::string {
+       auto policy = files::ParseOverQuota(v.text);
+       if (!policy) return "must be evict_generated, evict_oldest or reject";
+       c.files.over_quota = *policy;
+       return "";
+     }},
+    {"executions.workers", "CODECELL_WORKERS", Type::kNumber, 0, 1024,
+     [](ServiceConfig& c, const Value& v) { return Set(c.workers, v.number); }},
+    {"executions.queue", "CODECELL_QUEUE", Type::kNumber, 0, 100000,
+     [](ServiceConfig& c, const Value& v) { return Set(c.queue, v.number); }},
+    {"executions.per_user", "CODECELL_PER_USER_EXECUTIONS", Type::kNumber, 1, 100000,
+     [](ServiceConfig& c, const Value& v) { return Set(c.per_user, v.number); }},
+    {"executions.timeout", nullptr, Type::kNumber, 0.1, 3600,
+     [](ServiceConfig& c, const Value& v) { return Set(c.limits.timeout_seconds, v.number); }},
+    {"executions.max_timeout", nullptr, Type::kNumber, 0.1, 3600,
+     [](ServiceConfig& c, const Value& v) { return Set(c.bounds.max_timeout_seconds, v.number); }},
+    {"executions.memory_mb", nullptr, Type::kNumber, 32, 1 << 20,
+     [](ServiceConfig& c, const Value& v) { return Set(c.limits.memory_mb, v.number); }},
+    {"executions.max_memory_mb", nullptr, Type::kNumber, 32, 1 << 20,
+     [](ServiceConfig& c, const Value& v) { return Set(c.bounds.max_memory_mb, v.number); }},
+    {"executions.cpus", nullptr, Type::kNumber, 0, 1024,
+     [](ServiceConfig& c, const Value& v) { return Set(c.limits.cpus, v.number); }},
+    {"cleanup.interval_minutes", "CODECELL_CLEANUP_INTERVAL_MINUTES", Type::kNumber, 0.01, 1e6,
+     [](ServiceConfig& c, const Value& v) { return Set(c.cleanup_interval_minutes, v.number); }},
+    {"shutdown.grace_seconds", "CODECELL_SHUTDOWN_GRACE_SECONDS", Type::kNumber, 0, 3600,
+     [](ServiceConfig& c, const Value& v) { return Set(c.shutdown_grace_seconds, v.number); }},
+    {"interpreters.warm", "CODECELL_WARM_INTERPRETERS", Type::kBool, 0, 0,
+     [](ServiceConfig& c, const Value& v) { return Set(c.warm.enabled, v.flag); }},
+    {"interpreters.pool", "CODECELL_ZYGOTE_POOL", Type::kNumber, 1, 64,
+     [](ServiceConfig& c, const Value& v) { return Set(c.warm.pool_size, v.number); }},
+    {"interpreters.preload", "CODECELL_PRELOAD", Type::kList, 0, 0,
+     [](ServiceConfig& c, const Value& v) { return Set(c.warm.preload, v.list); }},
+    {"tools.budget_chars", nullptr, Type::kNumber, 200, 1e6,
+     [](ServiceConfig& c, const Value& v) { return Set(c.tool_budget_chars, v.number); }},
+    {"mcp.default_user", nullptr, Type::kString, 0, 0,
+     [](ServiceConfig& c, const Value& v) -> std::string {
+       if (!ValidUserId(v.text)) return "must be 1-128 characters of A-Z a-z 0-9 _ . : -";
+       c.mcp_default_user = v.text;
+       return "";
+     }},
+    {"mcp.allowed_origins", "CODECELL_MCP_ALLOWED_ORIGINS", Type::kList, 0, 0,
+     [](ServiceConfig& c, const Value& v) { return Set(c.mcp_allowed_origins, v.list); }},
+    {"packages.enabled", nullptr, Type::kBool, 0, 0,
+     [](ServiceConfig& c, const Value& v) { return Set(c.packages.enabled, v.flag); }},
+    {"packages.index_url", "CODECELL_PACKAGES_INDEX_URL", Type::kString, 0, 0,
+     [](ServiceConfig& c, const Value& v) {
+       return Set(c.packages.index_url, v.text == "none" ? std::string() : v.text);
+     }},
+    {"packages.extra_index_url", nullptr, Type::kString, 0, 0,
+     [](ServiceConfig& c, const Value& v) { return Set(c.packages.extra_index_url, v.text); }},
+    {"packages.wheel_dir", "CODECELL_PACKAGES_WHEEL_DIR", Type::kString, 0, 0,
+     [](ServiceConfig& c, const Value& v) -> std::string {
+       if (!v.text.empty() && v.text.front() != '/') return "must be an absolute path";
+       c.packages.wheel_dir = v.text;
+       return "";
+     }},
+    {"packages.install_timeout", nullptr, Type::kNumber, 1, 3600,
+     [](ServiceConfig& c, const Value& v) {
+       return Set(c.packages.install_timeout_seconds, v.number);
+     }},
+    {"packages.install_memory_mb", nullptr, Type::kNumber, 128, 1 << 20,
+     [](ServiceConfig& c, const Value& v) { return Set(c.packages.install_memory_mb, v.number); }},
+    {"packages.install_tmp_mb", nullptr, Type::kNumber, 64, 1 << 20,
+     [](ServiceConfig& c, const Value& v) { return Set(c.packages.install_tmp_mb, v.number); }},
+    {"packages.refresh_days", nullptr, Type::kNumber, 0, 3650,
+     [](ServiceConfig& c, const Value& v) { return Set(c.packages.refresh_days, v.number); }},
+    {"packages.default_allowlist", nullptr, Type::kBool, 0, 0,
+     [](ServiceConfig& c, const Value& v) -> std::string {
+       if (!v.flag) c.packages.allowlist = packages::Allowlist();
+       return "";
+     }},
+    {"packages.allowlist", "CODECELL_PACKAGES_ALLOWLIST", Type::kPairs, 0, 0,
+     [](ServiceConfig& c, const Value& v) -> std::string {
+       for (const auto& [import_name, requirement] : v.pairs) {
+         if (auto e = c.packages.allowlist.Add(import_name, requirement); !e.empty()) return e;
+       }
+       return "";
+     }},
+};
+
+// The rule a value of the setting's type must follow (before its own apply()).
+std::string TypeRule(const Setting& s, bool from_env) {
+  switch (s.type) {
+    case Type::kNumber: {
+      std::ostringstream rule;
+      rule << "must be a number between " << s.lo << " and " << s.hi;
+      return rule.str();
+    }
+    case Type::kBool:
+      return from_env ? "must be true or false (or 1 or 0)" : "must be true or false";
+    case Type::kString:
+      return "must be a string";
+    case Type::kList:
+      return from_env ? "must be a comma-separated list" : "must be a list of non-empty strings";
+    case Type::kPairs:
+      return from_env ? "must be name=value items separated by commas (e.g. sklearn=scikit-learn)"
+                      : "must be a table of name = \"value\"";
   }
   return "";
 }
 
-std::string ParsePackages(const toml::table& t, const std::string& file,
-                          packages::PackageSettings& p) {
-  auto section = t["packages"];
-  if (!section) return "";
-  if (!section.is_table()) return file + ": packages must be a table";
-  for (const char* key : {"enabled", "default_allowlist"}) {
-    if (auto v = section[key]; v && !v.is_boolean()) {
-      return file + ": packages." + key + " must be true or false";
+std::optional<Value> FromToml(const Setting& s, const toml::node& node) {
+  Value v;
+  switch (s.type) {
+    case Type::kNumber: {
+      auto d = node.value<double>();
+      if (!d || node.is_boolean() || !(*d >= s.lo && *d <= s.hi)) return std::nullopt;  // NaN too
+      v.number = *d;
+      return v;
+    }
+    case Type::kBool:
+      if (!node.is_boolean()) return std::nullopt;
+      v.flag = *node.value<bool>();
+      return v;
+    case Type::kString:
+      if (!node.is_string()) return std::nullopt;
+      v.text = *node.value<std::string>();
+      return v;
+    case Type::kList: {
+      const toml::array* list = node.as_array();
+      if (list == nullptr) return std::nullopt;
+      for (const auto& item : *list) {
+        auto text = item.value<std::string>();
+        if (!item.is_string() || text->empty()) return std::nullopt;
+        v.list.push_back(*text);
+      }
+      return v;
+    }
+    case Type::kPairs: {
+      const toml::table* table = node.as_table();
+      if (table == nullptr) return std::nullopt;
+      for (const auto& [key, value] : *table) {
+        if (!value.is_string()) return std::nullopt;
+        v.pairs.emplace_back(std::string(key.str()), *value.value<std::string>());
+      }
+      return v;
     }
   }
-  p.enabled = section["enabled"].value_or(p.enabled);
-  for (auto [key, out] : {std::pair<const char*, std::string*>{"index_url", &p.index_url},
-                          {"extra_index_url", &p.extra_index_url},
-                          {"wheel_dir", &p.wheel_dir}}) {
-    if (auto v = section[key]) {
-      if (!v.is_string()) return file + ": packages." + key + " must be a string";
-      *out = *v.value<std::string>();
+  return std::nullopt;
+}
+
+std::optional<Value> FromEnv(const Setting& s, const std::string& text) {
+  Value v;
+  switch (s.type) {
+    case Type::kNumber: {
+      char* end = nullptr;
+      v.number = std::strtod(text.c_str(), &end);
+      if (*end != '\0' || !(v.number >= s.lo && v.number <= s.hi)) return std::nullopt;
+      return v;
+    }
+    case Type::kBool:
+      if (text != "true" && text != "false" && text != "1" && text != "0") return std::nullopt;
+      v.flag = text == "true" || text == "1";
+      return v;
+    case Type::kString:
+      v.text = text;
+      return v;
+    case Type::kList:
+      v.list = SplitCommas(text);
+      return v;
+    case Type::kPairs:
+      for (const auto& item : SplitCommas(text)) {
+        auto eq = item.find('=');
+        if (eq == std::string::npos) return std::nullopt;
+        v.pairs.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+      }
+      return v;
+  }
+  return std::nullopt;
+}
+
+// Every key of the file must be a setting (a typo is an error, not a silent default); a kPairs
+// setting's table holds its own keys.
+std::string UnknownKey(const toml::table& table, const std::string& prefix) {
+  static const std::set<std::string> known = [] {
+    std::set<std::string> keys;
+    for (const auto& s : kSettings) keys.insert(s.key);
+    return keys;
+  }();
+  for (const auto& [name, node] : table) {
+    const std::string path = prefix + std::string(name.str());
+    if (known.count(path)) continue;
+    if (const toml::table* section = node.as_table(); section != nullptr && prefix.empty()) {
+      if (auto e = UnknownKey(*section, path + "."); !e.empty()) return e;
+      continue;
+    }
+    return path;
+  }
+  return "";
+}
+
+std::string ApplyFile(const std::string& file, ServiceConfig& c) {
+  toml::table t;
+  try {
+    t = toml::parse_file(file);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << file << ": " << e.description() << " (line " << e.source().begin.line << ")";
+    return msg.str();
+  }
+  if (auto key = UnknownKey(t, ""); !key.empty()) {
+    return file + ": unknown key " + key + " (the keys are in docs/contract-serve.md)";
+  }
+  for (const Setting& s : kSettings) {
+    const toml::node* node = t.at_path(s.key).node();
+    if (node == nullptr) continue;
+    auto value = FromToml(s, *node);
+    std::string rule = value ? s.apply(c, *value) : TypeRule(s, false);
+    if (!rule.empty()) return file + ": " + s.key + " " + rule;
+  }
+  return "";
+}
+
+std::string ApplyEnvironment(ServiceConfig& c) {
+  for (const Setting& s : kSettings) {
+    if (s.env == nullptr) continue;
+    const char* text = std::getenv(s.env);
+    if (text == nullptr || *text == '\0') continue;
+    auto value = FromEnv(s, text);
+    std::string rule = value ? s.apply(c, *value) : TypeRule(s, true);
+    // A rejected value is echoed, unless it may be a secret.
+    if (!rule.empty()) {
+      const bool secret = std::string(s.env) == "CODECELL_API_KEYS";
+      return std::string(s.env) + " " + rule + (secret ? "" : " (got '" + std::string(text) + "')");
     }
   }
-  struct Range {
-    const char* key;
-    double lo, hi;
-    std::function<void(double)> set;
-  };
-  const Range ranges[] = {
-      {"install_timeout", 1, 3600, [&](double x) { p.install_timeout_seconds = x; }},
-      {"install_memory_mb", 128, 1 << 20,
-       [&](double x) { p.install_memory_mb = static_cast<uint64_t>(x); }},
-      {"install_tmp_mb", 64, 1 << 20,
-       [&](double x) { p.install_tmp_mb = static_cast<uint64_t>(x); }},
-      {"refresh_days", 0, 3650, [&](double x) { p.refresh_days = x; }},
-  };
-  for (const auto& r : ranges) {
-    auto v = section[r.key];
-    if (!v) continue;
-    auto d = v.value<double>();
-    if (!d || *d < r.lo || *d > r.hi) {
-      std::ostringstream msg;
-      msg << file << ": packages." << r.key << " must be a number between " << r.lo << " and "
-          << r.hi;
-      return msg.str();
-    }
-    r.set(*d);
+  return "";
+}
+
+// What holds between keys, once every source is applied.
+std::string CheckTogether(ServiceConfig& c) {
+  // Four per core: a warm execution spends most of its wall time waiting on the kernel (namespace
+  // and cgroup set-up and teardown), and each is held to one core by its CPU limit anyway.
+  // Measured with 8 clients on 2 cores: 2 workers sustained 55 print executions/s, 8 sustained 135.
+  if (c.workers == 0) c.workers = 4 * std::max(1u, std::thread::hardware_concurrency());
+  if (c.limits.timeout_seconds > c.bounds.max_timeout_seconds) {
+    return "executions.timeout exceeds executions.max_timeout";
   }
-  if (!section["default_allowlist"].value_or(true)) p.allowlist = packages::Allowlist();
-  if (auto list = section["allowlist"]) {
-    const toml::table* table = list.as_table();
-    if (table == nullptr) {
-      return file + ": packages.allowlist must be a table of import name = \"requirement\"";
-    }
-    std::vector<std::pair<std::string, std::string>> entries;
-    for (const auto& [key, value] : *table) {
-      auto v = value.value<std::string>();
-      if (!v) return file + ": packages.allowlist." + std::string(key.str()) + " must be a string";
-      entries.emplace_back(std::string(key.str()), *v);
-    }
-    if (auto e = AddAllowlistEntries(entries, p.allowlist); !e.empty()) {
-      return file + ": packages.allowlist: " + e;
-    }
+  if (c.limits.memory_mb > c.bounds.max_memory_mb) {
+    return "executions.memory_mb exceeds executions.max_memory_mb";
   }
-  if (!p.wheel_dir.empty() && p.wheel_dir.front() != '/') {
-    return file + ": packages.wheel_dir must be an absolute path";
+  if (auto msg = exec::ValidateLimits(c.limits, c.bounds); !msg.empty()) {
+    return "executions: " + msg;
+  }
+  if (c.api_keys.empty() && !IsLoopback(c.listen_host)) {
+    return "refusing to listen on " + c.listen_host +
+           " without API keys: set api_keys (or CODECELL_API_KEYS, or --api-key), or listen on a "
+           "loopback address";
   }
   return "";
 }
 
 }  // namespace
-
-bool ValidUserId(const std::string& id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (unsigned char c : id) {
-    if (!(std::isalnum(c) || c == '_' || c == '.' || c == ':' || c == '-')) return false;
-  }
-  return true;
-}
 
 bool IsLoopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
@@ -124,242 +343,23 @@ bool IsLoopback(const std::string& host) {
 
 R LoadServiceConfig(const ConfigOverrides& flags) {
   ServiceConfig c;
-  std::string error;
   std::string file = flags.config_file;
   if (file.empty()) {
     if (const char* e = std::getenv("CODECELL_CONFIG"); e && *e) file = e;
   }
   if (!file.empty()) {
     c.config_file = file;
-    toml::table t;
-    try {
-      t = toml::parse_file(file);
-    } catch (const toml::parse_error& e) {
-      std::ostringstream msg;
-      msg << file << ": " << e.description() << " (line " << e.source().begin.line << ")";
-      return R::Fail(msg.str());
-    }
-    auto str = [&](toml::node_view<toml::node> n, std::string& out, const char* key) {
-      if (!n) return true;
-      if (auto v = n.value<std::string>()) {
-        out = *v;
-        return true;
-      }
-      error = file + ": " + key + " must be a string";
-      return false;
-    };
-    auto num = [&](toml::node_view<toml::node> n, auto& out, const char* key, double lo,
-                   double hi) {
-      if (!n) return true;
-      auto v = n.value<double>();
-      if (!v || *v < lo || *v > hi) {
-        std::ostringstream msg;
-        msg << file << ": " << key << " must be a number between " << lo << " and " << hi;
-        error = msg.str();
-        return false;
-      }
-      out = static_cast<std::remove_reference_t<decltype(out)>>(*v);
-      return true;
-    };
-    std::string listen, over_quota;
-    bool ok =
-        str(t["listen"], listen, "listen") && str(t["data_dir"], c.data_dir, "data_dir") &&
-        num(t["files"]["lifetime_hours"], c.files.lifetime_hours, "files.lifetime_hours", -1,
-            1e6) &&
-        num(t["files"]["max_upload_mb"], c.files.max_upload_bytes, "files.max_upload_mb", 1, 1e6) &&
-        num(t["files"]["max_files_per_user"], c.files.max_files_per_user,
-            "files.max_files_per_user", 1, 1e9) &&
-        num(t["files"]["max_bytes_per_user_mb"], c.files.max_bytes_per_user,
-            "files.max_bytes_per_user_mb", 1, 1e9) &&
-        str(t["files"]["over_quota"], over_quota, "files.over_quota") &&
-        num(t["executions"]["workers"], c.workers, "executions.workers", 0, 1024) &&
-        num(t["executions"]["queue"], c.queue, "executions.queue", 0, 100000) &&
-        num(t["executions"]["per_user"], c.per_user, "executions.per_user", 1, 100000) &&
-        num(t["executions"]["timeout"], c.limits.timeout_seconds, "executions.timeout", 0.1,
-            3600) &&
-        num(t["executions"]["max_timeout"], c.bounds.max_timeout_seconds, "executions.max_timeout",
-            0.1, 3600) &&
-        num(t["executions"]["memory_mb"], c.limits.memory_mb, "executions.memory_mb", 32,
-            1 << 20) &&
-        num(t["executions"]["cpus"], c.limits.cpus, "executions.cpus", 0, 1024) &&
-        num(t["executions"]["max_memory_mb"], c.bounds.max_memory_mb, "executions.max_memory_mb",
-            32, 1 << 20) &&
-        num(t["cleanup"]["interval_minutes"], c.cleanup_interval_minutes,
-            "cleanup.interval_minutes", 0.01, 1e6) &&
-        num(t["shutdown"]["grace_seconds"], c.shutdown_grace_seconds, "shutdown.grace_seconds", 0,
-            3600) &&
-        num(t["interpreters"]["pool"], c.warm.pool_size, "interpreters.pool", 1, 64) &&
-        num(t["tools"]["budget_chars"], c.tool_budget_chars, "tools.budget_chars", 200, 1e6);
-    if (!ok) return R::Fail(error);
-    if (auto e = ParsePackages(t, file, c.packages); !e.empty()) return R::Fail(e);
-    if (auto warm = t["interpreters"]["warm"]) {
-      if (!warm.is_boolean()) return R::Fail(file + ": interpreters.warm must be true or false");
-      c.warm.enabled = *warm.value<bool>();
-    }
-    if (auto preload = t["interpreters"]["preload"]) {
-      auto list = preload.as_array();
-      if (list == nullptr)
-        return R::Fail(file + ": interpreters.preload must be a list of modules");
-      c.warm.preload.clear();
-      for (const auto& m : *list) {
-        auto v = m.value<std::string>();
-        if (!v || v->empty()) {
-          return R::Fail(file + ": interpreters.preload must be a list of module names");
-        }
-        c.warm.preload.push_back(*v);
-      }
-    }
-    // The *_mb keys were read as MiB counts.
-    if (t["files"]["max_upload_mb"]) c.files.max_upload_bytes <<= 20;
-    if (t["files"]["max_bytes_per_user_mb"]) c.files.max_bytes_per_user <<= 20;
-    if (!listen.empty() && !ParseListen(listen, c, error)) return R::Fail(file + ": " + error);
-    if (!over_quota.empty()) {
-      auto policy = files::ParseOverQuota(over_quota);
-      if (!policy) {
-        return R::Fail(file +
-                       ": files.over_quota must be \"evict_generated\", \"evict_oldest\" or "
-                       "\"reject\"");
-      }
-      c.files.over_quota = *policy;
-    }
-    if (auto origins = t["mcp"]["allowed_origins"]) {
-      auto list = origins.as_array();
-      if (list == nullptr) return R::Fail(file + ": mcp.allowed_origins must be a list");
-      for (const auto& o : *list) {
-        auto v = o.value<std::string>();
-        if (!v || v->empty()) {
-          return R::Fail(file +
-                         ": mcp.allowed_origins must be origins like "
-                         "\"https://chat.example.com\"");
-        }
-        c.mcp_allowed_origins.push_back(*v);
-      }
-    }
-    if (!str(t["mcp"]["default_user"], c.mcp_default_user, "mcp.default_user")) {
-      return R::Fail(error);
-    }
-    if (!ValidUserId(c.mcp_default_user)) {
-      return R::Fail(file + ": mcp.default_user must be 1-128 characters of A-Z a-z 0-9 _ . : -");
-    }
-    if (auto keys = t["api_keys"].as_array()) {
-      for (const auto& k : *keys) {
-        auto v = k.value<std::string>();
-        if (!v || v->empty()) return R::Fail(file + ": api_keys must be non-empty strings");
-        c.api_keys.push_back(*v);
-      }
-    }
+    if (auto e = ApplyFile(file, c); !e.empty()) return R::Fail(e);
   }
-
-  auto env = [](const char* name) -> const char* {
-    const char* v = std::getenv(name);
-    return v && *v ? v : nullptr;
-  };
-  auto env_num = [&](const char* name, double lo, double hi, double& out) {
-    const char* v = env(name);
-    if (!v) return true;
-    char* end = nullptr;
-    double d = std::strtod(v, &end);
-    if (*end != '\0' || d < lo || d > hi) {
-      std::ostringstream msg;
-      msg << name << " must be a number between " << lo << " and " << hi << " (got '" << v << "')";
-      error = msg.str();
-      return false;
+  if (auto e = ApplyEnvironment(c); !e.empty()) return R::Fail(e);
+  if (!flags.listen.empty()) {
+    if (auto rule = ParseListen(flags.listen, c); !rule.empty()) {
+      return R::Fail("--listen " + rule + " (got '" + flags.listen + "')");
     }
-    out = d;
-    return true;
-  };
-  if (const char* v = env("CODECELL_LISTEN"); v && !ParseListen(v, c, error)) {
-    return R::Fail("CODECELL_LISTEN: " + error);
-  }
-  if (const char* v = env("CODECELL_DATA_DIR")) c.data_dir = v;
-  if (const char* v = env("CODECELL_API_KEYS")) c.api_keys = SplitCommas(v);
-  if (const char* v = env("CODECELL_MCP_ALLOWED_ORIGINS")) c.mcp_allowed_origins = SplitCommas(v);
-  if (const char* v = env("CODECELL_WARM_INTERPRETERS")) {
-    std::string s = v;
-    if (s != "true" && s != "false" && s != "1" && s != "0") {
-      return R::Fail("CODECELL_WARM_INTERPRETERS must be true or false");
-    }
-    c.warm.enabled = s == "true" || s == "1";
-  }
-  if (const char* v = env("CODECELL_PRELOAD")) {
-    c.warm.preload = SplitCommas(v);
-  }
-  if (const char* v = env("CODECELL_PACKAGES_INDEX_URL")) c.packages.index_url = v;
-  if (const char* v = env("CODECELL_PACKAGES_WHEEL_DIR")) c.packages.wheel_dir = v;
-  if (const char* v = env("CODECELL_PACKAGES_ALLOWLIST")) {
-    std::vector<std::pair<std::string, std::string>> entries;
-    for (const auto& item : SplitCommas(v)) {
-      auto eq = item.find('=');
-      if (eq == std::string::npos) {
-        return R::Fail("CODECELL_PACKAGES_ALLOWLIST: '" + item +
-                       "' is not import=requirement (e.g. sklearn=scikit-learn)");
-      }
-      entries.emplace_back(item.substr(0, eq), item.substr(eq + 1));
-    }
-    if (auto e = AddAllowlistEntries(entries, c.packages.allowlist); !e.empty()) {
-      return R::Fail("CODECELL_PACKAGES_ALLOWLIST: " + e);
-    }
-  }
-  if (const char* v = env("CODECELL_OVER_QUOTA")) {
-    auto policy = files::ParseOverQuota(v);
-    if (!policy) {
-      return R::Fail("CODECELL_OVER_QUOTA must be evict_generated, evict_oldest or reject");
-    }
-    c.files.over_quota = *policy;
-  }
-  double d;
-  struct NumericEnv {
-    const char* name;
-    double lo, hi;
-    std::function<void(double)> set;
-  };
-  const NumericEnv numeric[] = {
-      {"CODECELL_FILE_LIFETIME_HOURS", -1, 1e6, [&](double x) { c.files.lifetime_hours = x; }},
-      {"CODECELL_MAX_UPLOAD_MB", 1, 1e6,
-       [&](double x) { c.files.max_upload_bytes = static_cast<uint64_t>(x) << 20; }},
-      {"CODECELL_MAX_FILES_PER_USER", 1, 1e9,
-       [&](double x) { c.files.max_files_per_user = static_cast<uint64_t>(x); }},
-      {"CODECELL_MAX_BYTES_PER_USER_MB", 1, 1e9,
-       [&](double x) { c.files.max_bytes_per_user = static_cast<uint64_t>(x) << 20; }},
-      {"CODECELL_WORKERS", 0, 1024, [&](double x) { c.workers = static_cast<size_t>(x); }},
-      {"CODECELL_QUEUE", 0, 100000, [&](double x) { c.queue = static_cast<size_t>(x); }},
-      {"CODECELL_PER_USER_EXECUTIONS", 1, 100000,
-       [&](double x) { c.per_user = static_cast<size_t>(x); }},
-      {"CODECELL_CLEANUP_INTERVAL_MINUTES", 0.01, 1e6,
-       [&](double x) { c.cleanup_interval_minutes = x; }},
-      {"CODECELL_SHUTDOWN_GRACE_SECONDS", 0, 3600, [&](double x) { c.shutdown_grace_seconds = x; }},
-      {"CODECELL_ZYGOTE_POOL", 1, 64, [&](double x) { c.warm.pool_size = static_cast<size_t>(x); }},
-  };
-  for (const auto& n : numeric) {
-    d = 0;
-    if (!env_num(n.name, n.lo, n.hi, d)) return R::Fail(error);
-    if (env(n.name)) n.set(d);
-  }
-
-  if (!flags.listen.empty() && !ParseListen(flags.listen, c, error)) {
-    return R::Fail("--listen: " + error);
   }
   if (!flags.data_dir.empty()) c.data_dir = flags.data_dir;
   if (!flags.api_keys.empty()) c.api_keys = flags.api_keys;
-
-  // Four per core: a warm execution spends most of its wall time waiting on the kernel (namespace
-  // and cgroup set-up and teardown), and each is held to one core by its CPU limit anyway.
-  // Measured with 8 clients on 2 cores: 2 workers sustained 55 print executions/s, 8 sustained 135.
-  if (c.workers == 0) c.workers = 4 * std::max(1u, std::thread::hardware_concurrency());
-  if (c.limits.timeout_seconds > c.bounds.max_timeout_seconds) {
-    return R::Fail("executions.timeout exceeds executions.max_timeout");
-  }
-  if (c.limits.memory_mb > c.bounds.max_memory_mb) {
-    return R::Fail("executions.memory_mb exceeds executions.max_memory_mb");
-  }
-  if (auto msg = exec::ValidateLimits(c.limits, c.bounds); !msg.empty()) {
-    return R::Fail("executions: " + msg);
-  }
-  if (c.api_keys.empty() && !IsLoopback(c.listen_host)) {
-    return R::Fail("refusing to listen on " + c.listen_host +
-                   " without API keys: set api_keys (or CODECELL_API_KEYS, or --api-key), or "
-                   "listen on a loopback address");
-  }
+  if (auto e = CheckTogether(c); !e.empty()) return R::Fail(e);
   return c;
 }
 

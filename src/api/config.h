@@ -44,9 +44,6 @@ sandbox::Result<ServiceConfig> LoadServiceConfig(const ConfigOverrides& flags);
 
 bool IsLoopback(const std::string& host);
 
-// SPEC's user_id: 1-128 characters of A-Z a-z 0-9 _ . : -
-bool ValidUserId(const std::string& id);
-
 // "a, b,c" -> {"a", "b", "c"}: items trimmed of spaces and tabs, empty ones dropped (API keys,
 // preload lists).
 std::vector<std::string> SplitCommas(const std::string& text);

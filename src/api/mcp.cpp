@@ -409,7 +409,7 @@ std::string McpSessions::Create(McpSession session) {
     id.push_back(kHex[b & 15]);
   }
   auto now = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   Expire(now);
   while (sessions_.size() >= max_sessions_) {
     auto oldest = std::min_element(sessions_.begin(), sessions_.end(), [](auto& a, auto& b) {
@@ -423,7 +423,7 @@ std::string McpSessions::Create(McpSession session) {
 
 std::optional<McpSession> McpSessions::Find(const std::string& id) {
   auto now = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   Expire(now);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return std::nullopt;
@@ -432,18 +432,18 @@ std::optional<McpSession> McpSessions::Find(const std::string& id) {
 }
 
 void McpSessions::Update(const std::string& id, const McpSession& session) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = sessions_.find(id);
   if (it != sessions_.end()) it->second.session = session;
 }
 
 bool McpSessions::Erase(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return sessions_.erase(id) > 0;
 }
 
 size_t McpSessions::size() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return sessions_.size();
 }
 

@@ -4,13 +4,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "api/tools.h"
+#include "base/mutex.h"
 #include "sandbox/sys_result.h"
 
 namespace codecell::api {
@@ -117,9 +117,9 @@ class McpSessions {
     McpSession session;
     std::chrono::steady_clock::time_point last_used;
   };
-  void Expire(std::chrono::steady_clock::time_point now);
-  std::mutex mutex_;
-  std::map<std::string, Entry> sessions_;
+  void Expire(std::chrono::steady_clock::time_point now) CODECELL_REQUIRES(mutex_);
+  Mutex mutex_;
+  std::map<std::string, Entry> sessions_ CODECELL_GUARDED_BY(mutex_);
   std::chrono::seconds idle_;
   size_t max_sessions_;
 };

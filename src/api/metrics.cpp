@@ -7,7 +7,7 @@
 namespace codecell::api {
 
 void Metrics::CountExecution(const std::string& status, double seconds) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   ++executions_by_status_[status];
   for (size_t i = 0; i < kBuckets.size(); ++i) {
     if (seconds <= kBuckets[i]) ++duration_buckets_[i];
@@ -17,18 +17,18 @@ void Metrics::CountExecution(const std::string& status, double seconds) {
 }
 
 void Metrics::CountUpload(bool stored) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   ++(stored ? uploads_stored_ : uploads_refused_);
 }
 
 void Metrics::CountCleanup(size_t deleted) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   ++cleanup_runs_;
   cleanup_deleted_ += deleted;
 }
 
 void Metrics::CountRequest(int status) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   ++requests_by_status_[status];
 }
 
@@ -40,12 +40,12 @@ constexpr const char* kToolNames[] = {"execute_python_code", "analyze_data_file"
 void Metrics::CountToolCall(const std::string& tool) {
   bool known =
       std::find(std::begin(kToolNames), std::end(kToolNames), tool) != std::end(kToolNames);
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   ++tool_calls_[known ? tool : "other"];
 }
 
 std::string Metrics::Render(const Gauges& g) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   std::ostringstream o;
   o << "# HELP codecell_executions_total Executions finished, by status.\n"
        "# TYPE codecell_executions_total counter\n";

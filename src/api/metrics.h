@@ -2,9 +2,9 @@
 
 #include <array>
 #include <map>
-#include <mutex>
 #include <string>
 
+#include "base/mutex.h"
 #include "packages/installer.h"
 
 namespace codecell::api {
@@ -29,15 +29,17 @@ class Metrics {
 
  private:
   static constexpr std::array<double, 10> kBuckets = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
-  mutable std::mutex mutex_;
-  std::map<std::string, uint64_t> executions_by_status_;
-  std::array<uint64_t, kBuckets.size()> duration_buckets_{};
-  uint64_t duration_count_ = 0;
-  double duration_sum_ = 0;
-  uint64_t uploads_stored_ = 0, uploads_refused_ = 0;
-  uint64_t cleanup_runs_ = 0, cleanup_deleted_ = 0;
-  std::map<int, uint64_t> requests_by_status_;
-  std::map<std::string, uint64_t> tool_calls_;
+  mutable Mutex mutex_;
+  std::map<std::string, uint64_t> executions_by_status_ CODECELL_GUARDED_BY(mutex_);
+  std::array<uint64_t, kBuckets.size()> duration_buckets_ CODECELL_GUARDED_BY(mutex_){};
+  uint64_t duration_count_ CODECELL_GUARDED_BY(mutex_) = 0;
+  double duration_sum_ CODECELL_GUARDED_BY(mutex_) = 0;
+  uint64_t uploads_stored_ CODECELL_GUARDED_BY(mutex_) = 0;
+  uint64_t uploads_refused_ CODECELL_GUARDED_BY(mutex_) = 0;
+  uint64_t cleanup_runs_ CODECELL_GUARDED_BY(mutex_) = 0;
+  uint64_t cleanup_deleted_ CODECELL_GUARDED_BY(mutex_) = 0;
+  std::map<int, uint64_t> requests_by_status_ CODECELL_GUARDED_BY(mutex_);
+  std::map<std::string, uint64_t> tool_calls_ CODECELL_GUARDED_BY(mutex_);
 };
 
 }  // namespace codecell::api

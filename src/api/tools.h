@@ -3,15 +3,20 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "exec/execution.h"
+#include "files/file_manager.h"
+
 namespace codecell::api {
 
 // The model-facing side (issue 6): tool definitions in OpenAI's function-calling format, the
 // parsing of a tool call as OpenAI returns it, and the text a tool message carries back.
+// The service fills it from its configuration; the defaults are the configuration's.
 struct ToolLimits {
-  double default_timeout_seconds = 60, max_timeout_seconds = 300;
-  uint64_t memory_mb = 1024;
-  double file_lifetime_hours = 48;
-  size_t max_generated_files = 50;
+  double default_timeout_seconds = exec::Limits{}.timeout_seconds;
+  double max_timeout_seconds = exec::LimitBounds{}.max_timeout_seconds;
+  uint64_t memory_mb = exec::Limits{}.memory_mb;
+  double file_lifetime_hours = files::FilePolicy{}.lifetime_hours;
+  size_t max_generated_files = exec::Limits{}.max_generated_files;
   size_t budget_chars = 8000;  // per stream (stdout, stderr) in a tool message's content
 };
 

@@ -5,6 +5,7 @@
 #include "api/config.h"
 #include "api/service.h"
 #include "cli/commands.h"
+#include "exec/maintenance.h"
 #include "files/file_manager.h"
 #include "store/store.h"
 
@@ -30,7 +31,7 @@ std::function<int()> AddCleanupCommand(CLI::App& app) {
         std::cerr << "codecell cleanup: " << init.error() << std::endl;
         return 1;
       }
-      std::cout << api::Service::RunCleanup(files, *store, *packages, nullptr).dump(2) << std::endl;
+      std::cout << exec::Maintenance::RunCleanup(files, *store, *packages).dump(2) << std::endl;
     } catch (const store::StoreError& e) {
       std::cerr << "codecell cleanup: " << e.what() << std::endl;
       return 1;

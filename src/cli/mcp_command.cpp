@@ -14,6 +14,7 @@
 #include "api/config.h"
 #include "api/mcp.h"
 #include "api/service.h"
+#include "base/user_id.h"
 #include "cli/commands.h"
 
 namespace codecell::cli {
@@ -75,7 +76,7 @@ int Mcp(const McpOptions& o) {
     const char* env = std::getenv("CODECELL_MCP_USER");
     user = env && *env ? env : "mcp";
   }
-  if (!api::ValidUserId(user)) {
+  if (!ValidUserId(user)) {
     std::cerr << kCommand << ": --user must be 1-128 characters of A-Z a-z 0-9 _ . : -"
               << std::endl;
     return 2;
@@ -107,13 +108,13 @@ int Mcp(const McpOptions& o) {
   });
 
   LineWriter writer(fds->out);
-  api::McpServer server(*service, CODECELL_VERSION);
+  api::McpServer server(service->mcp_backend(), CODECELL_VERSION);
   api::McpSession session{user, ""};
   std::mutex running_mutex;
   std::condition_variable running_cv;
   size_t running = 0;
 
-  const size_t max_line = api::McpMaxMessageBytes(service->MaxUploadBytes());
+  const size_t max_line = api::McpMaxMessageBytes(service->mcp_backend().MaxUploadBytes());
   FILE* in = ::fdopen(fds->in, "r");
   char* line = nullptr;
   size_t capacity = 0;

@@ -22,16 +22,14 @@ std::unique_ptr<packages::PackageManager> MakeLocalPackageManager(const api::Ser
   const std::string data_dir = config.data_dir;
   // Prepared only when pip must run: it needs root and enters a private mount namespace.
   auto environment = std::make_shared<std::optional<exec::ExecutionEnvironment>>();
-  auto run = [data_dir,
-              environment](exec::ExecutionRequest& request) -> sandbox::Result<nlohmann::json> {
+  auto run = [data_dir, environment](
+                 exec::ExecutionRequest& request) -> sandbox::Result<exec::ExecutionResult> {
     if (!environment->has_value()) {
       auto prepared = exec::ExecutionEnvironment::Prepare(data_dir);
-      if (!prepared) return sandbox::Result<nlohmann::json>::Fail(prepared.error());
+      if (!prepared) return sandbox::Result<exec::ExecutionResult>::Fail(prepared);
       *environment = std::move(prepared.value());
     }
-    auto result = exec::RunExecution(environment->value(), request);
-    if (!result) return sandbox::Result<nlohmann::json>::Fail(result.error());
-    return result->ToJson();
+    return exec::RunExecution(environment->value(), request);
   };
   return std::make_unique<packages::PackageManager>(config.packages, data_dir, store, run,
                                                     defaults.installer_uid);

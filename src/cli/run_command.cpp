@@ -171,16 +171,28 @@ std::function<int()> AddRunCommand(CLI::App& app) {
                   "a file holding the Python code to run (- reads it from stdin)");
   run->add_option("--file", options->files,
                   "a file to place in /mnt/data under its name (repeatable)");
+  // The help states the defaults and bounds the sandbox applies, read from where they are set.
+  const exec::Limits defaults;
+  const exec::LimitBounds bounds;
+  auto num = [](double x) {
+    std::ostringstream out;
+    out << x;
+    return out.str();
+  };
   run->add_option("--timeout", options->limits.timeout_seconds,
-                  "wall-clock limit in seconds (default 60, max 300)");
-  run->add_option("--memory-mb", options->limits.memory_mb, "memory limit in MiB (default 1024)");
+                  "wall-clock limit in seconds (default " + num(defaults.timeout_seconds) +
+                      ", max " + num(bounds.max_timeout_seconds) + ")");
+  run->add_option("--memory-mb", options->limits.memory_mb,
+                  "memory limit in MiB (default " + num(defaults.memory_mb) + ")");
   run->add_option("--processes", options->limits.max_processes,
-                  "process/thread limit (default 64)");
+                  "process/thread limit (default " + num(defaults.max_processes) + ")");
   run->add_option("--cpus", options->limits.cpus,
-                  "CPU bandwidth in cores (default 1; 0 = unlimited)");
-  run->add_option("--tmp-mb", options->limits.tmp_mb, "size of /tmp in MiB (default 256)");
-  run->add_option("--workspace-mb", options->limits.workspace_mb,
-                  "space for writes under /mnt/data in MiB (default 512)");
+                  "CPU bandwidth in cores (default " + num(defaults.cpus) + "; 0 = unlimited)");
+  run->add_option("--tmp-mb", options->limits.tmp_mb,
+                  "size of /tmp in MiB (default " + num(defaults.tmp_mb) + ")");
+  run->add_option(
+      "--workspace-mb", options->limits.workspace_mb,
+      "space for writes under /mnt/data in MiB (default " + num(defaults.workspace_mb) + ")");
   run->add_option("--output-dir", options->output_dir,
                   "where generated files are saved, in <dir>/<execution_id>/ (default "
                   "./codecell-output)");

@@ -1,10 +1,10 @@
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
+
+#include "base/mutex.h"
 
 namespace codecell::exec {
 
@@ -28,12 +28,14 @@ class Admission {
 
  private:
   const size_t workers_, queue_, per_user_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  size_t running_ = 0, queued_ = 0;
-  uint64_t next_ticket_ = 0, serving_ = 0;
-  std::map<std::string, size_t> per_user_count_;
-  bool shutting_down_ = false;
+  mutable Mutex mutex_;
+  CondVar cv_;
+  size_t running_ CODECELL_GUARDED_BY(mutex_) = 0;
+  size_t queued_ CODECELL_GUARDED_BY(mutex_) = 0;
+  uint64_t next_ticket_ CODECELL_GUARDED_BY(mutex_) = 0;
+  uint64_t serving_ CODECELL_GUARDED_BY(mutex_) = 0;
+  std::map<std::string, size_t> per_user_count_ CODECELL_GUARDED_BY(mutex_);
+  bool shutting_down_ CODECELL_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace codecell::exec

@@ -24,36 +24,6 @@ namespace {
 using sandbox::UniqueFd;
 constexpr size_t kMaxResultBytes = 64u << 20;
 
-nlohmann::json LimitsToJson(const Limits& l) {
-  return {{"timeout_seconds", l.timeout_seconds},
-          {"memory_mb", l.memory_mb},
-          {"max_processes", l.max_processes},
-          {"cpus", l.cpus},
-          {"tmp_mb", l.tmp_mb},
-          {"workspace_mb", l.workspace_mb},
-          {"max_output_chars", l.max_output_chars},
-          {"max_generated_files", l.max_generated_files},
-          {"max_generated_file_bytes", l.max_generated_file_bytes},
-          {"max_display_bytes", l.max_display_bytes},
-          {"max_display_items", l.max_display_items}};
-}
-
-Limits LimitsFromJson(const nlohmann::json& j) {
-  Limits l;
-  l.timeout_seconds = j.at("timeout_seconds").get<double>();
-  l.memory_mb = j.at("memory_mb").get<uint64_t>();
-  l.max_processes = j.at("max_processes").get<uint64_t>();
-  l.cpus = j.at("cpus").get<double>();
-  l.tmp_mb = j.at("tmp_mb").get<uint64_t>();
-  l.workspace_mb = j.at("workspace_mb").get<uint64_t>();
-  l.max_output_chars = j.at("max_output_chars").get<size_t>();
-  l.max_generated_files = j.at("max_generated_files").get<size_t>();
-  l.max_generated_file_bytes = j.at("max_generated_file_bytes").get<uint64_t>();
-  l.max_display_bytes = j.at("max_display_bytes").get<size_t>();
-  l.max_display_items = j.at("max_display_items").get<size_t>();
-  return l;
-}
-
 }  // namespace
 
 int SpawnUnblocked(const char* const* argv, char* const* envp, int stdin_fd, int stdout_fd,
@@ -78,24 +48,8 @@ int SpawnUnblocked(const char* const* argv, char* const* envp, int stdin_fd, int
   return rc;
 }
 
-nlohmann::json RequestToJson(const ExecutionRequest& r, const std::string& data_dir) {
-  nlohmann::json inputs = nlohmann::json::array();
-  for (const auto& in : r.inputs) {
-    inputs.push_back(
-        {{"file_id", in.file_id}, {"filename", in.filename}, {"host_path", in.host_path}});
-  }
-  return {{"code", r.code},
-          {"inputs", inputs},
-          {"limits", LimitsToJson(r.limits)},
-          {"generated_dir", r.generated_dir},
-          {"packages_dir", r.packages_dir},
-          {"installer", r.installer},
-          {"wheel_dir", r.wheel_dir},
-          {"data_dir", data_dir}};
-}
-
-Result<nlohmann::json> HelperProcesses::Run(const nlohmann::json& request) {
-  using R = Result<nlohmann::json>;
+Result<ExecutionResult> HelperProcesses::Run(const HelperRequest& request) {
+  using R = Result<ExecutionResult>;
   int in_pipe[2], out_pipe[2];
   if (::pipe2(in_pipe, O_CLOEXEC) != 0) return R::Fail(std::string("pipe2: ") + strerror(errno));
   UniqueFd in_read(in_pipe[0]), in_write(in_pipe[1]);
@@ -107,12 +61,13 @@ Result<nlohmann::json> HelperProcesses::Run(const nlohmann::json& request) {
   int rc = SpawnUnblocked(argv, environ, in_read.get(), out_write.get(), pid);
   if (rc != 0) return R::Fail(std::string("cannot start the execution helper: ") + strerror(rc));
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     pids_.insert(pid);
   }
   in_read.reset();
   out_write.reset();
-  std::string body = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string body =
+      nlohmann::json(request).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   bool sent = sandbox::WriteAll(in_write.get(), body);
   in_write.reset();
   std::string output;
@@ -127,7 +82,7 @@ Result<nlohmann::json> HelperProcesses::Run(const nlohmann::json& request) {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     pids_.erase(pid);
   }
   if (!sent) return R::Fail("the execution helper did not accept the request");
@@ -142,16 +97,20 @@ Result<nlohmann::json> HelperProcesses::Run(const nlohmann::json& request) {
                    parsed.value("storage_full", false) ? sandbox::FailureKind::kStorageFull
                                                        : sandbox::FailureKind::kInternal);
   }
-  return parsed;
+  try {
+    return parsed.get<ExecutionResult>();
+  } catch (const nlohmann::json::exception& e) {
+    return R::Fail(std::string("the execution helper's result is incomplete: ") + e.what());
+  }
 }
 
 void HelperProcesses::CancelAll() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   for (pid_t pid : pids_) ::kill(pid, SIGTERM);
 }
 
 size_t HelperProcesses::running() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return pids_.size();
 }
 
@@ -178,35 +137,21 @@ int ExecuteHelperMain() {
   std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
   auto j = nlohmann::json::parse(input, nullptr, false);
   if (j.is_discarded()) return fail("the execution helper got malformed JSON");
-  ExecutionRequest request;
-  std::string data_dir, zygote_socket;
-  uid_t installer_uid = 0;
+  HelperRequest helper;
   try {
-    request.code = j.at("code").get<std::string>();
-    for (const auto& in : j.at("inputs")) {
-      request.inputs.push_back({in.at("file_id").get<std::string>(),
-                                in.at("filename").get<std::string>(),
-                                in.at("host_path").get<std::string>()});
-    }
-    request.limits = LimitsFromJson(j.at("limits"));
-    request.generated_dir = j.at("generated_dir").get<std::string>();
-    data_dir = j.at("data_dir").get<std::string>();
-    zygote_socket = j.value("zygote_socket", "");
-    request.packages_dir = j.value("packages_dir", "");
-    request.installer = j.value("installer", false);
-    request.wheel_dir = j.value("wheel_dir", "");
-    installer_uid = j.value("installer_uid", 0u);
+    helper = j.get<HelperRequest>();
   } catch (const nlohmann::json::exception& e) {
     return fail(std::string("the execution helper got an incomplete request: ") + e.what());
   }
+  ExecutionRequest& request = helper.request;
   request.cancel_fd = cancel.get();
-  auto env = ExecutionEnvironment::Prepare(data_dir);
+  auto env = ExecutionEnvironment::Prepare(helper.data_dir);
   if (!env) return fail(env.error(), env.kind());
-  env->zygote_socket = zygote_socket;
-  if (installer_uid != 0) env->installer_uid = installer_uid;
+  if (helper.installer_uid != 0) env->installer_uid = helper.installer_uid;
   auto result = RunExecution(env.value(), request);
   if (!result) return fail(result.error(), result.kind());
-  std::cout << result->ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+  std::cout << nlohmann::json(result.value())
+                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
             << std::endl;
   return 0;
 }

@@ -7,7 +7,9 @@
 #include <set>
 #include <string>
 
+#include "base/mutex.h"
 #include "exec/execution.h"
+#include "exec/execution_json.h"
 
 namespace codecell::exec {
 
@@ -18,8 +20,8 @@ class HelperProcesses {
  public:
   explicit HelperProcesses(std::string self_exe) : self_exe_(std::move(self_exe)) {}
 
-  // Runs `request` (ExecutionRequest fields as JSON, see RequestToJson) to the end.
-  Result<nlohmann::json> Run(const nlohmann::json& request);
+  // Runs `request` to the end. Fails only when codecell could not run it (as RunExecution).
+  Result<ExecutionResult> Run(const HelperRequest& request);
 
   // Asks every running helper to stop its execution now (its result says `killed`).
   void CancelAll();
@@ -27,8 +29,8 @@ class HelperProcesses {
 
  private:
   std::string self_exe_;
-  mutable std::mutex mutex_;
-  std::set<pid_t> pids_;
+  mutable Mutex mutex_;
+  std::set<pid_t> pids_ CODECELL_GUARDED_BY(mutex_);
 };
 
 // posix_spawn of argv[0] with `argv` and `envp`, stdin from `stdin_fd` (-1: /dev/null), stdout
@@ -37,8 +39,6 @@ class HelperProcesses {
 // Returns 0 or the error number.
 int SpawnUnblocked(const char* const* argv, char* const* envp, int stdin_fd, int stdout_fd,
                    pid_t& pid);
-
-nlohmann::json RequestToJson(const ExecutionRequest& request, const std::string& data_dir);
 
 // The `__execute` subcommand: request JSON on stdin, result JSON on stdout. SIGTERM (or the
 // parent's death) stops the execution with status `killed`.

@@ -223,16 +223,16 @@ std::vector<OutputItem> BuildOutputs(const std::string& stdout_text, const std::
   return outputs;
 }
 
-void RelinkOutputFiles(json& outputs, const std::map<std::string, std::string>& stored) {
-  if (!outputs.is_array()) return;
+void RelinkOutputFiles(std::vector<OutputItem>& outputs,
+                       const std::map<std::string, std::string>& stored) {
   for (auto& item : outputs) {
-    if (!item.is_object() || !item.contains("file_id") || !item["file_id"].is_string()) continue;
-    auto it = stored.find(item["file_id"].get<std::string>());
+    if (item.file_id.empty()) continue;
+    auto it = stored.find(item.file_id);
     if (it != stored.end()) {
-      item["file_id"] = it->second;
+      item.file_id = it->second;
     } else {
-      item.erase("file_id");
-      item.erase("mime_type");
+      item.file_id.clear();
+      item.mime_type.clear();
     }
   }
 }

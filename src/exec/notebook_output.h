@@ -95,6 +95,7 @@ std::vector<OutputItem> BuildOutputs(const std::string& stdout_text, const std::
 
 // The store gives generated files new ids when it adopts them: `stored` maps an execution's
 // file_id to the stored one. A displayed file that was not stored (over a quota) shows no file.
-void RelinkOutputFiles(nlohmann::json& outputs, const std::map<std::string, std::string>& stored);
+void RelinkOutputFiles(std::vector<OutputItem>& outputs,
+                       const std::map<std::string, std::string>& stored);
 
 }  // namespace codecell::exec

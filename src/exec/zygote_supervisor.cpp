@@ -111,7 +111,7 @@ void ZygoteSupervisor::Start() {
 
 void ZygoteSupervisor::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     stopping_ = true;
     for (auto& z : zygotes_) {
       z->ready = false;
@@ -127,7 +127,7 @@ void ZygoteSupervisor::Stop() {
 
 std::string ZygoteSupervisor::SocketFor(std::string_view code) const {
   size_t preferred = WantsFullPreload(code, settings_.preload) ? 1 : 0;
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   for (size_t i : {preferred, 1 - preferred}) {
     if (zygotes_[i]->ready) return zygotes_[i]->socket_path;
   }
@@ -135,7 +135,7 @@ std::string ZygoteSupervisor::SocketFor(std::string_view code) const {
 }
 
 json ZygoteSupervisor::Describe() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (!settings_.enabled) {
     return {{"mode", "cold"},
             {"reason", "warm interpreters are disabled (interpreters.warm = false)"}};
@@ -173,7 +173,7 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
   unsigned failures = 0;
   for (;;) {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       if (stopping_) return;
     }
     int out[2];
@@ -200,7 +200,7 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
     pid_t pid = -1;
     int rc;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       rc = stopping_ ? ECANCELED
                      : SpawnUnblocked(argv.data(), envp.data(), -1, out_write.get(), pid);
       if (rc == 0) zygote.pid = pid;
@@ -208,7 +208,7 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
     out_write.reset();
     if (rc == ECANCELED) return;
     if (rc != 0) {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       zygote.reason = std::string("cannot start the zygote: ") + std::strerror(rc);
     } else {
       // The ready line, or end of file if the zygote failed (its reason is in the log).
@@ -229,7 +229,7 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
       }
       auto info = json::parse(line.substr(0, line.find('\n')), nullptr, false);
       if (!info.is_discarded() && info.value("ready", false)) {
-        std::lock_guard<std::mutex> lock(mutex_);
+        MutexLock lock(mutex_);
         zygote.ready = !stopping_;
         zygote.ready_info = info;
         failures = 0;
@@ -242,7 +242,7 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
       int status = 0;
       while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
       }
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       zygote.ready = false;
       zygote.pid = -1;
       if (stopping_) return;
@@ -251,9 +251,9 @@ void ZygoteSupervisor::Loop(Zygote& zygote) {
       Log("error", zygote.reason + "; executions run cold meanwhile");
     }
     ++failures;
-    std::unique_lock<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     cv_.wait_for(lock, std::chrono::seconds(std::min(30u, 1u << std::min(failures - 1, 5u))),
-                 [this] { return stopping_; });
+                 [this]() CODECELL_REQUIRES(mutex_) { return stopping_; });
     if (stopping_) return;
   }
 }

@@ -2,15 +2,14 @@
 
 #include <sys/types.h>
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "base/mutex.h"
 #include "runner/zygote.h"
 
 namespace codecell::exec {
@@ -66,9 +65,10 @@ class ZygoteSupervisor {
 
   const std::string self_exe_, data_dir_;
   const WarmSettings settings_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  // Also guards each Zygote's fields (the analysis cannot name a member of a member's element).
+  mutable Mutex mutex_;
+  CondVar cv_;
+  bool stopping_ CODECELL_GUARDED_BY(mutex_) = false;
   std::vector<std::unique_ptr<Zygote>> zygotes_;  // [0] base, [1] full
 };
 

@@ -35,7 +35,7 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 }
 
 Failure IoFailure(const std::string& what, int err) {
-  return {err == ENOSPC || err == EDQUOT ? Failure::kStorageFull : Failure::kInternal,
+  return {err == ENOSPC || err == EDQUOT ? ErrorKind::kStorageFull : ErrorKind::kInternal,
           what + ": " + std::strerror(err)};
 }
 
@@ -125,17 +125,6 @@ Millis NowMillis() {
       .count();
 }
 
-std::string Rfc3339(Millis millis) {
-  std::time_t seconds = static_cast<std::time_t>(millis / 1000);
-  std::tm tm{};
-  ::gmtime_r(&seconds, &tm);
-  char buffer[96];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(millis % 1000));
-  return buffer;
-}
-
 FileManager::FileManager(store::Store& store, std::string data_dir, FilePolicy policy)
     : store_(store),
       data_dir_(std::move(data_dir)),
@@ -155,7 +144,7 @@ Outcome<bool> FileManager::Init() {
   fs::create_directories(temp_dir(), ec);
   if (ec)
     return {std::nullopt,
-            {Failure::kInternal, "cannot create " + temp_dir() + ": " + ec.message()}};
+            {ErrorKind::kInternal, "cannot create " + temp_dir() + ": " + ec.message()}};
   ::chmod(files_dir_.c_str(), 0700);
   // Interrupted uploads and executions' leftovers.
   for (const auto& e : fs::directory_iterator(temp_dir(), ec)) fs::remove_all(e.path(), ec);
@@ -203,9 +192,9 @@ bool FileManager::Upload::Write(const char* data, size_t size) {
   if (failed_) return false;
   if (size_ + size > manager_->policy_.max_upload_bytes) {
     failed_ = true;
-    failure_ = {Failure::kTooLarge, "the file is larger than the upload limit of " +
-                                        std::to_string(manager_->policy_.max_upload_bytes >> 20) +
-                                        " MiB"};
+    failure_ = {ErrorKind::kTooLarge, "the file is larger than the upload limit of " +
+                                          std::to_string(manager_->policy_.max_upload_bytes >> 20) +
+                                          " MiB"};
     return false;
   }
   if (head_size_ < sizeof head_) {
@@ -260,10 +249,10 @@ std::optional<Failure> FileManager::MakeRoom(const std::string& user_id, uint64_
                                              std::vector<FileRecord>& evicted) {
   const Millis now = NowMillis();
   if (size > policy_.max_bytes_per_user) {
-    return Failure{Failure::kOverQuota, "the file (" + std::to_string(size) +
-                                            " bytes) is larger than the per-user storage cap of " +
-                                            std::to_string(policy_.max_bytes_per_user >> 20) +
-                                            " MiB"};
+    return Failure{ErrorKind::kOverQuota,
+                   "the file (" + std::to_string(size) +
+                       " bytes) is larger than the per-user storage cap of " +
+                       std::to_string(policy_.max_bytes_per_user >> 20) + " MiB"};
   }
   store::Usage usage = store_.LiveUsage(user_id, now);
   auto fits = [&](const store::Usage& u) {
@@ -277,7 +266,7 @@ std::optional<Failure> FileManager::MakeRoom(const std::string& user_id, uint64_
                             " files and " + std::to_string(policy_.max_bytes_per_user >> 20) +
                             " MiB";
   if (policy_.over_quota == OverQuota::kReject) {
-    return Failure{Failure::kOverQuota, state + ". Delete files or wait for them to expire"};
+    return Failure{ErrorKind::kOverQuota, state + ". Delete files or wait for them to expire"};
   }
   // Plan first: when even every candidate would not make room, nothing is evicted for nothing.
   std::vector<FileRecord> victims;
@@ -295,7 +284,8 @@ std::optional<Failure> FileManager::MakeRoom(const std::string& user_id, uint64_
                                 ? ", and uploads are never evicted to make room (nor the files an "
                                   "execution is storing now)"
                                 : ", and the files an execution is storing now are not evicted";
-    return Failure{Failure::kOverQuota, state + why + ". Delete files or wait for them to expire"};
+    return Failure{ErrorKind::kOverQuota,
+                   state + why + ". Delete files or wait for them to expire"};
   }
   for (const auto& victim : victims) {
     if (auto gone = store_.DeleteFile(user_id, victim.file_id)) {
@@ -348,7 +338,8 @@ Outcome<FileRecord> FileManager::Install(const std::string& user_id, const std::
     }
   } catch (const store::StoreError& e) {
     ::unlink(final_path.c_str());
-    return {std::nullopt, {e.disk_full() ? Failure::kStorageFull : Failure::kInternal, e.what()}};
+    return {std::nullopt,
+            {e.disk_full() ? ErrorKind::kStorageFull : ErrorKind::kInternal, e.what()}};
   }
   return {r, {}};
 }

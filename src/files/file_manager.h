@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
+#include "base/time.h"
 #include "store/store.h"
 
 namespace codecell::files {
@@ -30,12 +32,9 @@ struct FilePolicy {
   OverQuota over_quota = OverQuota::kEvictGenerated;
 };
 
-// Why an operation failed, in terms the API maps to status codes.
-struct Failure {
-  enum Kind { kBadRequest, kNotFound, kTooLarge, kOverQuota, kStorageFull, kInternal };
-  Kind kind = kInternal;
-  std::string message;
-};
+// Why an operation failed: the one error type (base/error.h).
+using Failure = codecell::Error;
+using codecell::ErrorKind;
 
 template <typename T>
 struct Outcome {
@@ -144,7 +143,6 @@ class FileManager {
   std::multiset<std::string> pinned_;  // file ids of open GeneratedBatches
 };
 
-// RFC 3339 UTC with milliseconds, e.g. 2026-11-28T01:02:03.456Z.
-std::string Rfc3339(store::Millis millis);
+using codecell::Rfc3339;  // base/time.h
 
 }  // namespace codecell::files

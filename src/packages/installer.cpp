@@ -39,9 +39,9 @@ std::string CreatedAt(const std::string& name) {
 double Round3(double v) { return std::round(v * 1000) / 1000; }
 
 // pip's "ERROR: ..." lines say why; without them, the end of what it printed.
-std::string PipFailureReason(const json& result) {
-  const std::string status = result.value("status", "");
-  const std::string err = result.value("error", "");
+std::string PipFailureReason(const exec::ExecutionResult& result) {
+  const std::string& status = result.status;
+  const std::string& err = result.error;
   if (status == "timeout") return "the install took too long (packages.install_timeout)";
   if (status == "oom") return "the install ran out of memory (packages.install_memory_mb)";
   std::vector<std::string> errors, tail;
@@ -55,7 +55,7 @@ std::string PipFailureReason(const json& result) {
   size_t first = chosen.size() > 4 ? chosen.size() - 4 : 0;
   for (size_t i = first; i < chosen.size(); ++i) reason += (reason.empty() ? "" : " ") + chosen[i];
   if (reason.empty())
-    reason = "pip failed (exit status " + std::to_string(result.value("return_code", 0)) + ")";
+    reason = "pip failed (exit status " + std::to_string(result.return_code) + ")";
   if (reason.size() > 1000) reason = reason.substr(0, 1000) + "...";
   return "pip: " + reason;
 }
@@ -246,7 +246,7 @@ PackageManager::PipRun PackageManager::RunPip(const std::string& partial,
   }
   auto result = runner_(request);
   if (!result) return {false, "the installer could not run: " + result.error()};
-  if (result->value("status", "") != "ok" || result->value("return_code", -1) != 0) {
+  if (result->status != "ok" || result->return_code != 0) {
     return {false, PipFailureReason(result.value())};
   }
   return {true, ""};

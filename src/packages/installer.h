@@ -60,10 +60,10 @@ struct PackageStats {
   size_t installed = 0;  // distributions in the live environment
 };
 
-// Runs the installer's execution (a cold sandbox, see ExecutionRequest::installer) and returns
-// its result as JSON (ExecutionResult::ToJson): the service goes through a helper process, the
-// CLI runs it itself.
-using InstallerRunner = std::function<sandbox::Result<nlohmann::json>(exec::ExecutionRequest&)>;
+// Runs the installer's execution (a cold sandbox, see ExecutionRequest::installer): the service
+// goes through a helper process, the CLI runs it itself.
+using InstallerRunner =
+    std::function<sandbox::Result<exec::ExecutionResult>(exec::ExecutionRequest&)>;
 
 // Approved packages on demand: resolves names against the allowlist, installs with a sandboxed
 // pip into the next environment and switches to it, records what is installed, refreshes.

@@ -11,6 +11,9 @@ extern const char* const kRunnerSource;
 // src/runner/analyze.py: defines analyze(file_ref, analysis_type); the analyze_data_file tool runs
 // it as an execution's code, followed by one call.
 extern const char* const kAnalyzeSource;
+// src/runner/warm_up.py: the zygote runs it once, before forking, to import and exercise the
+// preloads (runner/embedded_python.h).
+extern const char* const kWarmUpSource;
 
 // Where the runner's files are bound inside the sandbox, and the interpreter used.
 inline constexpr const char* kInsideDir = "/run/codecell";

@@ -29,7 +29,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "runner/embedded_python.h"
 #include "runner/runner_files.h"
+#include "runner/warm_child.h"
 #include "sandbox/cgroups.h"
 #include "sandbox/cmdline.h"
 #include "sandbox/fd_passing.h"
@@ -51,9 +53,6 @@ using sandbox::UniqueFd;
 // clamped so that idle children at this generous estimate use at most a quarter of MemAvailable.
 constexpr uint64_t kIdleChildBudgetBytes = 16ull << 20;
 constexpr size_t kMaxPool = 64;
-// Descriptor numbers a warm child keeps while it waits: its channel and the report pipe.
-constexpr int kChildChannelFd = 3;
-constexpr int kChildReportFd = 4;
 
 void Log(const std::string& message) {
   std::string line = json{{"component", "zygote"}, {"pid", ::getpid()}, {"message", message}}.dump(
@@ -79,12 +78,6 @@ uint64_t MemAvailableBytes() {
   auto pos = text->find("MemAvailable:");
   if (pos == std::string::npos) return 0;
   return std::strtoull(text->c_str() + pos + 13, nullptr, 10) * 1024;
-}
-
-uint64_t VirtualSizeBytes() {
-  auto text = sandbox::ReadFileToString("/proc/self/statm");
-  if (!text) return 0;
-  return std::strtoull(text->c_str(), nullptr, 10) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
 // Maps the interpreter's heap with 2 MiB pages where it can (MADV_COLLAPSE, Linux 6.1): fork
@@ -134,265 +127,6 @@ sandbox::Status PrivateTmp(const std::string& data_dir) {
   }
   return sandbox::OkStatus();
 }
-
-// Same flags as `python3 -I -B -u` (see InterpreterArgv), with the environment already replaced
-// by InterpreterEnv, so that a warm execution sees what a cold one sees.
-sandbox::Status StartPython() {
-  PyPreConfig pre;
-  PyPreConfig_InitPythonConfig(&pre);
-  pre.isolated = 1;
-  pre.use_environment = 0;
-  PyStatus status = Py_PreInitialize(&pre);
-  if (PyStatus_Exception(status)) return sandbox::Status::Fail("Py_PreInitialize failed");
-  PyConfig config;
-  PyConfig_InitPythonConfig(&config);
-  config.isolated = 1;
-  config.use_environment = 0;
-  config.user_site_directory = 0;
-  config.safe_path = 1;
-  config.write_bytecode = 0;
-  config.buffered_stdio = 0;
-  config.install_signal_handlers = 1;
-  config.parse_argv = 0;
-  char* argv[] = {const_cast<char*>(kSystemPython), nullptr};
-  status = PyConfig_SetBytesArgv(&config, 1, argv);
-  if (!PyStatus_Exception(status)) {
-    status = PyConfig_SetBytesString(&config, &config.program_name, kSystemPython);
-  }
-  if (!PyStatus_Exception(status)) {
-    status = PyConfig_SetBytesString(&config, &config.executable, kSystemPython);
-  }
-  if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
-  PyConfig_Clear(&config);
-  if (PyStatus_Exception(status)) {
-    return sandbox::Status::Fail(std::string("cannot start the embedded interpreter: ") +
-                                 (status.err_msg ? status.err_msg : "unknown error"));
-  }
-  return sandbox::OkStatus();
-}
-
-// Imports and exercises the preloads: pandas and matplotlib import much of themselves lazily, on
-// first use, so a bare import would leave that cost to every execution.
-constexpr const char* kWarmUpScript = R"PY(
-import _ast, gc, importlib, io, sys, time  # _ast: the runner parses each cell (notebook output)
-_report = {"preloaded": [], "failed": {}}
-for _name in __codecell_preload:
-    try:
-        importlib.import_module(_name)
-        _report["preloaded"].append(_name)
-    except Exception as _e:
-        _report["failed"][_name] = f"{type(_e).__name__}: {_e}"
-
-def _warm():
-    m = sys.modules
-    if "numpy" in m:
-        import numpy as np
-        np.arange(10).sum()
-        np.random.default_rng(0).random(4)
-    if "pandas" in m:
-        import pandas as pd
-        df = pd.read_csv(io.StringIO("a,b,c,d\n1,2.5,x,2024-01-01\n3,4.5,y,2024-02-01\n"),
-                         parse_dates=["d"])
-        df.describe(); df.describe(include="all"); df.info(buf=io.StringIO())
-        repr(df); str(df.head()); df.to_string(); df.groupby("c").sum(numeric_only=True)
-        df._repr_html_()  # a DataFrame shown as a final expression
-        df.to_csv(io.StringIO()); df.resample("M", on="d").sum(numeric_only=True)
-    if "matplotlib" in m:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots()
-        ax.plot([1, 2, 3], [1, 4, 9], label="x"); ax.bar([1, 2], [3, 4])
-        ax.set_title("warm"); ax.set_xlabel("x"); ax.legend()
-        fig.savefig(io.BytesIO(), format="png")
-        plt.close("all")
-    if "seaborn" in m and "pandas" in m:
-        import seaborn as sns, pandas as pd, matplotlib.pyplot as plt
-        sns.histplot(pd.DataFrame({"v": [1, 2, 2, 3]}), x="v")
-        plt.close("all")
-    if "scipy.stats" in m:
-        import scipy.stats as st
-        st.norm.cdf(0.5); st.pearsonr([1, 2, 3], [2, 4, 7])
-
-import warnings
-try:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the service's log takes JSON lines only
-        _warm()
-except Exception as _e:
-    _report["failed"]["warm-up"] = f"{type(_e).__name__}: {_e}"
-del _warm, warnings
-)PY";
-
-struct Interpreter {
-  PyObject* warm_main = nullptr;  // runner.py's _warm_main, called in each child
-  json report;
-};
-
-sandbox::Result<Interpreter> Preload(const std::vector<std::string>& preload) {
-  using R = sandbox::Result<Interpreter>;
-  PyObject* main_module = PyImport_AddModule("__main__");  // borrowed
-  PyObject* globals = PyModule_GetDict(main_module);       // borrowed
-  std::string setup = "__codecell_preload = " + json(preload).dump() + "\n";
-  if (PyRun_SimpleString(setup.c_str()) != 0 || PyRun_SimpleString(kWarmUpScript) != 0) {
-    return R::Fail("the warm-up script failed");
-  }
-  Interpreter interpreter;
-  PyObject* report =
-      PyRun_String("__import__('json').dumps(_report)", Py_eval_input, globals, globals);
-  if (report != nullptr) {
-    interpreter.report = json::parse(PyUnicode_AsUTF8(report), nullptr, false);
-    Py_DECREF(report);
-  }
-  // The runner becomes a module of its own (not __main__), compiled under the path it has inside
-  // the sandbox so that tracebacks look the same as in a cold execution.
-  PyObject* code = Py_CompileString(kRunnerSource, "/run/codecell/runner.py", Py_file_input);
-  if (code == nullptr) {
-    PyErr_Print();
-    return R::Fail("cannot compile the runner");
-  }
-  PyObject* module = PyImport_ExecCodeModuleEx("_codecell_runner", code, "/run/codecell/runner.py");
-  Py_DECREF(code);
-  if (module == nullptr) {
-    PyErr_Print();
-    return R::Fail("cannot load the runner");
-  }
-  interpreter.warm_main = PyObject_GetAttrString(module, "_warm_main");
-  Py_DECREF(module);
-  if (interpreter.warm_main == nullptr) {
-    PyErr_Print();
-    return R::Fail("the runner has no _warm_main");
-  }
-  // Clear the warm-up's names, then move every object into the permanent generation: a collection
-  // in a child never walks (and so never copies) the zygote's objects.
-  if (PyRun_SimpleString("for _k in [k for k in globals() if not k.startswith('__')] + "
-                         "['__codecell_preload']:\n    globals().pop(_k, None)\n"
-                         "del _k\nimport gc\ngc.collect()\ngc.freeze()\n") != 0) {
-    return R::Fail("cannot freeze the interpreter's objects");
-  }
-  return interpreter;
-}
-
-// ---- the warm child ----------------------------------------------------------------------------
-
-[[noreturn]] void ChildFail(int report_fd, const char* step, int err) {
-  sandbox::WriteReport(report_fd, sandbox::ReportRecord::kSetupFailed, err, 0, step);
-  ::_exit(126);
-}
-
-// What the interpreter's process shows as its command line and environment: a cold execution's.
-struct CommandLine {
-  std::vector<std::string> args = InterpreterArgv(), env = InterpreterEnv();
-  std::vector<const char*> arg_pointers, env_pointers;
-  CommandLine() {
-    for (const auto& a : args) arg_pointers.push_back(a.c_str());
-    arg_pointers.push_back(nullptr);
-    for (const auto& e : env) env_pointers.push_back(e.c_str());
-    env_pointers.push_back(nullptr);
-  }
-};
-
-struct ChildSetup {
-  int channel, report, init_ready;
-  pid_t init_pid;  // in the zygote's pid namespace, where /proc still points
-  std::vector<int> cgroup_procs;
-  const sandbox::SeccompProgram* seccomp;
-  PyObject* warm_main;
-  const CommandLine* command_line;
-};
-
-// Runs in the interpreter's process (pid 2 of its namespace), right after the fork. Joins its
-// cgroups and its init's namespaces while idle, then waits for its execution, confines itself and
-// runs it.
-[[noreturn]] void WarmChildMain(const ChildSetup& setup) {
-  // Python's own fork hooks first: they run code of the preloaded modules, some of which close
-  // descriptors they own in the child (measured: with the default preloads, moving our
-  // descriptors first had one of them closed under us).
-  PyOS_AfterFork_Child();
-  // Then keep only our own descriptors, on fixed numbers: channel 3, report 4, the init's
-  // ready pipe 5, the cgroups' procs files from 6. Until then this process holds copies of every
-  // descriptor the zygote has, other executions' report pipes among them, and a report pipe only
-  // reaches end of file when its last copy is closed (measured: a fork that held them through its
-  // 7-13 ms cgroup join delayed another execution's end by as much).
-  std::vector<int> keep = {setup.channel, setup.report, setup.init_ready};
-  keep.insert(keep.end(), setup.cgroup_procs.begin(), setup.cgroup_procs.end());
-  std::vector<int> high;
-  for (int fd : keep) high.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 64));
-  for (size_t i = 0; i < high.size(); ++i) {
-    if (high[i] < 0 || ::dup2(high[i], kChildChannelFd + static_cast<int>(i)) < 0) {
-      ChildFail(setup.report, "park descriptors", errno);
-    }
-  }
-  const int ready_fd = kChildChannelFd + 2, first_cgroup_fd = kChildChannelFd + 3;
-  if (!sandbox::CloseFdsFrom(kChildChannelFd + static_cast<int>(keep.size())).ok()) {
-    ChildFail(kChildReportFd, "close inherited descriptors", errno);
-  }
-  for (size_t i = 0; i < setup.cgroup_procs.size(); ++i) {
-    if (::write(first_cgroup_fd + static_cast<int>(i), "0", 1) != 1) {
-      ChildFail(kChildReportFd, "join warm cgroup", errno);
-    }
-  }
-  // The zygote's death (and so the service's) ends every child, idle or running.
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  char ready = 0;
-  if (::read(ready_fd, &ready, 1) != 1 || ready != 'r') ::_exit(125);
-  for (const char* ns : {"net", "ipc", "uts"}) {
-    std::string path = "/proc/" + std::to_string(setup.init_pid) + "/ns/" + ns;
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid() || ::setns(fd.get(), 0) != 0) ::_exit(125);
-  }
-  if (!sandbox::CloseFdsFrom(kChildReportFd + 1).ok()) {
-    ChildFail(kChildReportFd, "close descriptors", errno);
-  }
-  // The zygote is single-threaded and checked so before each fork: allocating is safe here.
-  auto message = sandbox::ReceiveMessage(kChildChannelFd);
-  if (!message) ::_exit(0);  // the zygote or the client went away: nothing to run
-  sandbox::SandboxSpec spec;
-  auto request = json::parse(message->body, nullptr, false);
-  if (request.is_discarded() || !sandbox::SpecFromJson(request, spec).ok()) {
-    ChildFail(kChildReportFd, "malformed execution request", EINVAL);
-  }
-  // The runner's source comes from this binary rather than over the socket (20 KiB less to send
-  // and parse per execution).
-  for (auto& file : spec.rootfs.meta_files) {
-    if (file.content.empty() && file.path.ends_with("/runner.py")) file.content = kRunnerSource;
-  }
-  // Descriptors, in order: mount namespace, stdout, stderr, the display pipe (when the request
-  // says so), then the cgroups' procs files.
-  std::vector<int> fds;
-  for (auto& fd : message->fds) fds.push_back(fd.release());
-  const auto display = request.find("display_fd");
-  const size_t fixed =
-      display != request.end() && display->is_boolean() && display->get<bool>() ? 4 : 3;
-  if (fds.size() < fixed) {
-    ChildFail(kChildReportFd, "execution request without descriptors", EINVAL);
-  }
-  spec.stdout_fd = fds[1];
-  spec.stderr_fd = fds[2];
-  if (fixed == 4) spec.display_fd = fds[3];
-  spec.cgroup_procs_fds.assign(fds.begin() + static_cast<std::ptrdiff_t>(fixed), fds.end());
-  spec.seccomp = setup.seccomp;
-  // Without a memory cgroup the address-space limit stands in; the inherited interpreter's
-  // mappings (numpy's and OpenBLAS's reservations among them) must not count against the user.
-  if (spec.rlimits.address_space_bytes != 0) spec.rlimits.address_space_bytes += VirtualSizeBytes();
-  int report_fd = kChildReportFd;
-  sandbox::SysResult r = sandbox::Confine(spec,
-                                          {.report_fd = kChildReportFd,
-                                           .mount_ns_fd = fds[0],
-                                           .reset_signal_handlers = false,
-                                           .dumpable = true},
-                                          report_fd);
-  if (!r.ok()) ChildFail(report_fd, r.what, r.err);
-  sandbox::SetProcessStrings(setup.command_line->arg_pointers.data(),
-                             setup.command_line->env_pointers.data());
-  // The code runs in this process: it must not see the report pipe (it could forge an exit).
-  ::close(report_fd);
-  PyObject* result = PyObject_CallNoArgs(setup.warm_main);  // exits the process itself
-  if (result == nullptr) PyErr_Print();
-  ::_exit(1);
-}
-
-// ---- the zygote --------------------------------------------------------------------------------
 
 // One pre-forked execution: its init (pid 1) and its interpreter (pid 2), both our children.
 struct Child {

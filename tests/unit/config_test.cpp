@@ -14,9 +14,10 @@ using codecell::testing::TempDir;
 class ConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* v : {"CODECELL_CONFIG", "CODECELL_LISTEN", "CODECELL_DATA_DIR",
-                          "CODECELL_API_KEYS", "CODECELL_FILE_LIFETIME_HOURS", "CODECELL_WORKERS",
-                          "CODECELL_OVER_QUOTA", "CODECELL_MAX_UPLOAD_MB"}) {
+    for (const char* v :
+         {"CODECELL_CONFIG", "CODECELL_LISTEN", "CODECELL_DATA_DIR", "CODECELL_API_KEYS",
+          "CODECELL_FILE_LIFETIME_HOURS", "CODECELL_WORKERS", "CODECELL_OVER_QUOTA",
+          "CODECELL_MAX_UPLOAD_MB", "CODECELL_QUEUE", "CODECELL_PACKAGES_ALLOWLIST"}) {
       ::unsetenv(v);
     }
   }
@@ -144,6 +145,93 @@ TEST_F(ConfigTest, RefusesANonLoopbackAddressWithoutKeys) {
   auto with_env = LoadServiceConfig(flags);
   ASSERT_TRUE(with_env);
   EXPECT_EQ(with_env->api_keys, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST_F(ConfigTest, AnUnknownKeyIsAnErrorNotASilentDefault) {
+  ConfigOverrides flags;
+  for (const std::string text :
+       {"[files]\nlifetime_hour = 2\n", "listn = \"127.0.0.1:1\"\n", "[file]\nlifetime_hours = 2\n",
+        "files = 3\n", "[files.deeper]\nx = 1\n"}) {
+    flags.config_file = WriteToml(text);
+    auto c = LoadServiceConfig(flags);
+    ASSERT_FALSE(c) << text;
+    EXPECT_NE(c.error().find("unknown key"), std::string::npos) << c.error();
+  }
+  // The allowlist's table holds import names, not settings.
+  flags.config_file = WriteToml("[packages.allowlist]\ntabulate = \"tabulate\"\n");
+  auto c = LoadServiceConfig(flags);
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_TRUE(c->packages.allowlist.FindImport("tabulate").has_value());
+}
+
+TEST_F(ConfigTest, NumbersOutsideTheirRangeOrNotNumbersNameTheRange) {
+  ConfigOverrides flags;
+  for (const std::string text : {"[executions]\nqueue = nan\n", "[executions]\nqueue = -1\n",
+                                 "[executions]\nqueue = true\n", "[executions]\nqueue = \"5\"\n"}) {
+    flags.config_file = WriteToml(text);
+    auto c = LoadServiceConfig(flags);
+    ASSERT_FALSE(c) << text;
+    EXPECT_NE(c.error().find("executions.queue must be a number between 0 and 100000"),
+              std::string::npos)
+        << c.error();
+  }
+  flags.config_file = WriteToml("[executions]\nqueue = 7\nmemory_mb = 512.0\n");
+  auto c = LoadServiceConfig(flags);
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->queue, 7u);
+  EXPECT_EQ(c->limits.memory_mb, 512u);
+  for (const char* bad : {"nan", "1e9", "", "3x"}) {
+    ::setenv("CODECELL_QUEUE", bad, 1);
+    auto e = LoadServiceConfig({});
+    ::unsetenv("CODECELL_QUEUE");
+    if (*bad == '\0') {
+      EXPECT_TRUE(e) << "an empty variable is unset";
+      continue;
+    }
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().find("CODECELL_QUEUE must be a number"), std::string::npos) << e.error();
+  }
+}
+
+TEST_F(ConfigTest, TheEnvironmentSpeaksEachTypeItsOwnWay) {
+  ::setenv("CODECELL_WARM_INTERPRETERS", "0", 1);
+  ::setenv("CODECELL_PRELOAD", "numpy, pandas", 1);
+  ::setenv("CODECELL_PACKAGES_INDEX_URL", "none", 1);
+  ::setenv("CODECELL_PACKAGES_ALLOWLIST", "yaml=PyYAML, tabulate=tabulate", 1);
+  auto c = LoadServiceConfig({});
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_FALSE(c->warm.enabled);
+  EXPECT_EQ(c->warm.preload, (std::vector<std::string>{"numpy", "pandas"}));
+  EXPECT_EQ(c->packages.index_url, "");
+  EXPECT_TRUE(c->packages.allowlist.FindImport("tabulate").has_value());
+  ::setenv("CODECELL_WARM_INTERPRETERS", "maybe", 1);
+  auto bad = LoadServiceConfig({});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("CODECELL_WARM_INTERPRETERS must be true or false"), std::string::npos)
+      << bad.error();
+  ::setenv("CODECELL_WARM_INTERPRETERS", "1", 1);
+  ::setenv("CODECELL_PACKAGES_ALLOWLIST", "tabulate", 1);
+  bad = LoadServiceConfig({});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("CODECELL_PACKAGES_ALLOWLIST"), std::string::npos) << bad.error();
+  ::setenv("CODECELL_PACKAGES_WHEEL_DIR", "relative/wheels", 1);
+  ::unsetenv("CODECELL_PACKAGES_ALLOWLIST");
+  bad = LoadServiceConfig({});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("must be an absolute path"), std::string::npos) << bad.error();
+  for (const char* v : {"CODECELL_WARM_INTERPRETERS", "CODECELL_PRELOAD",
+                        "CODECELL_PACKAGES_INDEX_URL", "CODECELL_PACKAGES_WHEEL_DIR"}) {
+    ::unsetenv(v);
+  }
+}
+
+TEST_F(ConfigTest, ARejectedApiKeyIsNeverEchoed) {
+  ConfigOverrides flags;
+  flags.config_file = WriteToml("api_keys = [\"sekrit-key\", \"\"]\n");
+  auto c = LoadServiceConfig(flags);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("api_keys"), std::string::npos);
+  EXPECT_EQ(c.error().find("sekrit"), std::string::npos) << c.error();
 }
 
 }  // namespace

@@ -98,7 +98,7 @@ TEST(FileManager, OverTheUploadLimitStoresNothing) {
   Fixture f(p);
   auto r = f.Upload("u1", "big.bin", std::string(5000, 'x'));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.failure.kind, Failure::kTooLarge);
+  EXPECT_EQ(r.failure.kind, ErrorKind::kTooLarge);
   EXPECT_TRUE(f.files->List("u1").empty());
   EXPECT_EQ(f.FilesOnDisk(), 0u);
 }
@@ -116,7 +116,7 @@ TEST(FileManager, RejectRefusesOverTheCap) {
   ASSERT_TRUE(refuse.Generate(batch, "b", "2").ok());
   auto third = refuse.Upload("u", "c", "3");
   ASSERT_FALSE(third.ok());
-  EXPECT_EQ(third.failure.kind, Failure::kOverQuota);
+  EXPECT_EQ(third.failure.kind, ErrorKind::kOverQuota);
   EXPECT_NE(third.failure.message.find("2 live files"), std::string::npos) << third.failure.message;
   EXPECT_TRUE(refuse.Upload("other-user", "c", "3").ok());
 }
@@ -176,7 +176,7 @@ TEST(FileManager, DefaultEvictsTheOldestGeneratedFilesNeverAnUpload) {
     // Only uploads and this run's own output are left: the next output is refused, nothing goes.
     auto p4 = f.Generate(run, "plot_4.png", "4");
     ASSERT_FALSE(p4.ok());
-    EXPECT_EQ(p4.failure.kind, Failure::kOverQuota);
+    EXPECT_EQ(p4.failure.kind, ErrorKind::kOverQuota);
     EXPECT_NE(p4.failure.message.find("uploads are never evicted"), std::string::npos)
         << p4.failure.message;
     EXPECT_EQ(run.evicted().size(), 1u);
@@ -187,7 +187,7 @@ TEST(FileManager, DefaultEvictsTheOldestGeneratedFilesNeverAnUpload) {
   ASSERT_TRUE(f.Upload("u", "more.txt", "m").ok());  // evicts plot_3.png
   auto refused = f.Upload("u", "too_many.txt", "t");
   ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.failure.kind, Failure::kOverQuota);
+  EXPECT_EQ(refused.failure.kind, ErrorKind::kOverQuota);
   EXPECT_EQ(f.Names("u"), (std::vector<std::string>{"sales.csv", "notes.txt", "more.txt"}));
   EXPECT_EQ(f.FilesOnDisk(), 3u);
 }

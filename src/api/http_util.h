@@ -1,0 +1,34 @@
+#pragma once
+
+#include <httplib.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "base/error.h"
+
+// What every HTTP route shares: JSON answers, errors mapped once (api/errors.h), bodies and
+// query parameters read with their limits.
+namespace codecell::api {
+
+inline constexpr size_t kMaxJsonBody = 1u << 20;
+
+void JsonOk(httplib::Response& res, int status, const nlohmann::json& body);
+void JsonError(httplib::Response& res, int status, const std::string& code,
+               const std::string& message);
+// The answer for `error`: its status, code, message and Retry-After.
+void ErrorAnswer(httplib::Response& res, const Error& error);
+
+// The user id of a query string; answers 400 itself when it is missing or malformed.
+std::optional<std::string> QueryUser(const httplib::Request& req, httplib::Response& res);
+// A small JSON object body (routes without a content reader); answers 413 or 400 itself.
+std::optional<nlohmann::json> JsonObjectBody(const httplib::Request& req, httplib::Response& res);
+// The declared body size, when the client sent one.
+std::optional<uint64_t> ContentLength(const httplib::Request& req);
+// attachment; filename="ascii"; filename*=UTF-8''percent-encoded
+std::string ContentDisposition(const std::string& name);
+bool ConstantTimeEquals(const std::string& a, const std::string& b);
+
+}  // namespace codecell::api
