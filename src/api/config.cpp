@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 #include <sstream>
@@ -21,9 +22,10 @@ struct Value {
   std::string text;
   std::vector<std::string> list;
   std::vector<std::pair<std::string, std::string>> pairs;
+  std::vector<ApiKey> keys;
 };
 
-enum class Type { kNumber, kBool, kString, kList, kPairs };
+enum class Type { kNumber, kBool, kString, kList, kPairs, kApiKeys };
 
 // One key of the configuration: where it is read from and the one rule it is checked by. Every
 // default is the ServiceConfig member's initializer; every key of the TOML file, each with its
@@ -72,8 +74,8 @@ const Setting kSettings[] = {
      [](ServiceConfig& c, const Value& v) { return ParseListen(v.text, c); }},
     {"data_dir", "CODECELL_DATA_DIR", Type::kString, 0, 0,
      [](ServiceConfig& c, const Value& v) { return Set(c.data_dir, v.text); }},
-    {"api_keys", "CODECELL_API_KEYS", Type::kList, 0, 0,
-     [](ServiceConfig& c, const Value& v) { return Set(c.api_keys, v.list); }},
+    {"api_keys", "CODECELL_API_KEYS", Type::kApiKeys, 0, 0,
+     [](ServiceConfig& c, const Value& v) { return Set(c.api_keys, v.keys); }},
     {"files.lifetime_hours", "CODECELL_FILE_LIFETIME_HOURS", Type::kNumber, -1, 1e6,
      [](ServiceConfig& c, const Value& v) { return Set(c.files.lifetime_hours, v.number); }},
     {"files.max_upload_mb", "CODECELL_MAX_UPLOAD_MB", Type::kNumber, 1, 1e6,
@@ -180,8 +182,42 @@ std::string TypeRule(const Setting& s, bool from_env) {
     case Type::kPairs:
       return from_env ? "must be name=value items separated by commas (e.g. sklearn=scikit-learn)"
                       : "must be a table of name = \"value\"";
+    case Type::kApiKeys:
+      return from_env ? "must be a comma-separated list of keys"
+                      : "must be a list of keys: \"key\" (any user) or {key = \"...\", "
+                        "user_prefix = \"bot1:\", users = [\"alice\"]} (only those users)";
   }
   return "";
+}
+
+// "key", or {key = "...", user_prefix = "...", users = [...]} with nothing else in it.
+std::optional<ApiKey> ApiKeyFromToml(const toml::node& node) {
+  ApiKey key;
+  if (auto text = node.value<std::string>(); text && node.is_string()) {
+    key.key = *text;
+    return key.key.empty() ? std::nullopt : std::optional<ApiKey>(key);
+  }
+  const toml::table* table = node.as_table();
+  if (table == nullptr) return std::nullopt;
+  for (const auto& [name, value] : *table) {
+    if (name == "key" && value.is_string()) {
+      key.key = *value.value<std::string>();
+    } else if (name == "user_prefix" && value.is_string()) {
+      key.user_prefix = *value.value<std::string>();
+      if (key.user_prefix.empty()) return std::nullopt;
+    } else if (name == "users" && value.is_array()) {
+      for (const auto& user : *value.as_array()) {
+        auto id = user.value<std::string>();
+        if (!user.is_string() || !ValidUserId(*id)) return std::nullopt;
+        key.users.push_back(*id);
+      }
+      if (key.users.empty()) return std::nullopt;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (key.key.empty()) return std::nullopt;
+  return key;
 }
 
 std::optional<Value> FromToml(const Setting& s, const toml::node& node) {
@@ -208,6 +244,16 @@ std::optional<Value> FromToml(const Setting& s, const toml::node& node) {
         auto text = item.value<std::string>();
         if (!item.is_string() || text->empty()) return std::nullopt;
         v.list.push_back(*text);
+      }
+      return v;
+    }
+    case Type::kApiKeys: {
+      const toml::array* list = node.as_array();
+      if (list == nullptr) return std::nullopt;
+      for (const auto& item : *list) {
+        auto key = ApiKeyFromToml(item);
+        if (!key) return std::nullopt;
+        v.keys.push_back(std::move(*key));
       }
       return v;
     }
@@ -243,6 +289,9 @@ std::optional<Value> FromEnv(const Setting& s, const std::string& text) {
     case Type::kList:
       v.list = SplitCommas(text);
       return v;
+    case Type::kApiKeys:
+      for (auto& key : SplitCommas(text)) v.keys.push_back({std::move(key), "", {}});
+      return v;
     case Type::kPairs:
       for (const auto& item : SplitCommas(text)) {
         auto eq = item.find('=');
@@ -263,7 +312,7 @@ std::string UnknownKey(const toml::table& table, const std::string& prefix) {
     return keys;
   }();
   for (const auto& [name, node] : table) {
-    const std::string path = prefix + std::string(name.str());
+    std::string path = prefix + std::string(name.str());
     if (known.count(path)) continue;
     if (const toml::table* section = node.as_table(); section != nullptr && prefix.empty()) {
       if (auto e = UnknownKey(*section, path + "."); !e.empty()) return e;
@@ -317,7 +366,7 @@ std::string CheckTogether(ServiceConfig& c) {
   // Four per core: a warm execution spends most of its wall time waiting on the kernel (namespace
   // and cgroup set-up and teardown), and each is held to one core by its CPU limit anyway.
   // Measured with 8 clients on 2 cores: 2 workers sustained 55 print executions/s, 8 sustained 135.
-  if (c.workers == 0) c.workers = 4 * std::max(1u, std::thread::hardware_concurrency());
+  if (c.workers == 0) c.workers = 4 * size_t{std::max(1u, std::thread::hardware_concurrency())};
   if (c.limits.timeout_seconds > c.bounds.max_timeout_seconds) {
     return "executions.timeout exceeds executions.max_timeout";
   }
@@ -326,6 +375,13 @@ std::string CheckTogether(ServiceConfig& c) {
   }
   if (auto msg = exec::ValidateLimits(c.limits, c.bounds); !msg.empty()) {
     return "executions: " + msg;
+  }
+  std::set<std::string> keys;
+  for (const ApiKey& k : c.api_keys) {
+    if (!keys.insert(k.key).second) return "api_keys: a key is listed twice";
+    if (!k.user_prefix.empty() && !ValidUserId(k.user_prefix)) {
+      return "api_keys: a user_prefix must be characters of A-Z a-z 0-9 _ . : -";
+    }
   }
   if (c.api_keys.empty() && !IsLoopback(c.listen_host)) {
     return "refusing to listen on " + c.listen_host +
@@ -336,6 +392,15 @@ std::string CheckTogether(ServiceConfig& c) {
 }
 
 }  // namespace
+
+bool ApiKey::MayActFor(const std::string& user_id) const {
+  if (any_user()) return true;
+  if (!user_prefix.empty() && user_id.size() > user_prefix.size() &&
+      user_id.compare(0, user_prefix.size(), user_prefix) == 0) {
+    return true;
+  }
+  return std::find(users.begin(), users.end(), user_id) != users.end();
+}
 
 bool IsLoopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
@@ -358,7 +423,10 @@ R LoadServiceConfig(const ConfigOverrides& flags) {
     }
   }
   if (!flags.data_dir.empty()) c.data_dir = flags.data_dir;
-  if (!flags.api_keys.empty()) c.api_keys = flags.api_keys;
+  if (!flags.api_keys.empty()) {
+    c.api_keys.clear();
+    for (const auto& key : flags.api_keys) c.api_keys.push_back({key, "", {}});
+  }
   if (auto e = CheckTogether(c); !e.empty()) return R::Fail(e);
   return c;
 }

@@ -11,11 +11,23 @@
 
 namespace codecell::api {
 
+// One API key and the users it may act for: any user (the default), or only user ids that start
+// with `user_prefix`, or only those in `users` (both set: either). A key bound to users may not
+// call the operator's routes (cleanup, package installs without a user, refresh, metrics).
+struct ApiKey {
+  std::string key;
+  std::string user_prefix;
+  std::vector<std::string> users;
+
+  bool any_user() const { return user_prefix.empty() && users.empty(); }
+  bool MayActFor(const std::string& user_id) const;
+};
+
 struct ServiceConfig {
   std::string listen_host = "127.0.0.1";
   int listen_port = 8080;
   std::string data_dir = "/var/lib/codecell";
-  std::vector<std::string> api_keys;
+  std::vector<ApiKey> api_keys;
   files::FilePolicy files;
   size_t workers = 0;  // 0: four per core
   size_t queue = 32;

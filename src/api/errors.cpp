@@ -6,6 +6,8 @@ int HttpStatus(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::kBadInput:
       return 400;
+    case ErrorKind::kForbidden:
+      return 403;
     case ErrorKind::kNotFound:
       return 404;
     case ErrorKind::kTooLarge:
@@ -27,6 +29,8 @@ const char* HttpErrorCode(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::kBadInput:
       return "bad_request";
+    case ErrorKind::kForbidden:
+      return "forbidden";
     case ErrorKind::kNotFound:
       return "not_found";
     case ErrorKind::kTooLarge:

@@ -10,7 +10,7 @@
 namespace codecell::api {
 
 int HttpStatus(ErrorKind kind);
-// SPEC's error codes: bad_request, not_found, too_large, rate_limited, not_ready,
+// SPEC's error codes: bad_request, forbidden, not_found, too_large, rate_limited, not_ready,
 // insufficient_storage, internal.
 const char* HttpErrorCode(ErrorKind kind);
 // The Retry-After an answer carries (0: none): the error's own hint, else the kind's default.

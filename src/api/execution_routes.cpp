@@ -46,6 +46,7 @@ void AddExecutionRoutes(httplib::Server& s, ServiceParts& p) {
     }
     auto user = BodyUser(j);
     if (!user) return JsonError(res, 400, "bad_request", kUserIdRule);
+    if (ValidUserId(*user) && !AnswerUnlessActingFor(p.config, req, res, *user)) return;
     auto spec = ParseExecutionSpec(j);
     if (!spec) return ErrorAnswer(res, spec.error());
     auto outcome = p.executions.Run(*user, spec.value());
@@ -62,6 +63,7 @@ void AddExecutionRoutes(httplib::Server& s, ServiceParts& p) {
     const json& j = *body;
     auto user = BodyUser(j);
     if (!user || !ValidUserId(*user)) return JsonError(res, 400, "bad_request", kUserIdRule);
+    if (!AnswerUnlessActingFor(p.config, req, res, *user)) return;
     if (!j.contains("tool_call") || !j["tool_call"].is_object()) {
       return JsonError(res, 400, "bad_request",
                        "tool_call is required: the model's tool call as the API returned it");

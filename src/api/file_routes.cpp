@@ -87,6 +87,7 @@ void Upload(ServiceParts& p, const httplib::Request& req, httplib::Response& res
                      "file name)");
   }
   if (!ValidUserId(upload.user_id)) return JsonError(res, 400, "bad_request", kUserIdRule);
+  if (!AnswerUnlessActingFor(p.config, req, res, upload.user_id)) return;
   if (!upload.upload) {
     return JsonError(res, 400, "bad_request", "the upload has no part named 'file'");
   }
@@ -97,7 +98,7 @@ void Upload(ServiceParts& p, const httplib::Request& req, httplib::Response& res
 }
 
 void Download(ServiceParts& p, const httplib::Request& req, httplib::Response& res) {
-  auto user = QueryUser(req, res);
+  auto user = QueryUser(p.config, req, res);
   if (!user) return;
   auto r = p.files.Get(*user, req.matches[1]);
   if (!r) return JsonError(res, 404, "not_found", "no such file");
@@ -123,24 +124,24 @@ void AddFileRoutes(httplib::Server& s, ServiceParts& p) {
   s.Post("/v1/files", [&p](const httplib::Request& req, httplib::Response& res,
                            const httplib::ContentReader& reader) { Upload(p, req, res, reader); });
   s.Get("/v1/files", [&p](const httplib::Request& req, httplib::Response& res) {
-    auto user = QueryUser(req, res);
+    auto user = QueryUser(p.config, req, res);
     if (!user) return;
     JsonOk(res, 200, {{"files", FileObjects(p.files.List(*user))}});
   });
   s.Delete("/v1/files", [&p](const httplib::Request& req, httplib::Response& res) {
-    auto user = QueryUser(req, res);
+    auto user = QueryUser(p.config, req, res);
     if (!user) return;
     JsonOk(res, 200, {{"deleted_count", p.files.DeleteAll(*user)}});
   });
   s.Get(R"(/v1/files/([^/]+))", [&p](const httplib::Request& req, httplib::Response& res) {
-    auto user = QueryUser(req, res);
+    auto user = QueryUser(p.config, req, res);
     if (!user) return;
     auto r = p.files.Get(*user, req.matches[1]);
     if (!r) return JsonError(res, 404, "not_found", "no such file");
     JsonOk(res, 200, FileObject(*r));
   });
   s.Delete(R"(/v1/files/([^/]+))", [&p](const httplib::Request& req, httplib::Response& res) {
-    auto user = QueryUser(req, res);
+    auto user = QueryUser(p.config, req, res);
     if (!user) return;
     if (!p.files.Delete(*user, req.matches[1])) {
       return JsonError(res, 404, "not_found", "no such file");

@@ -18,13 +18,13 @@ void AddServerHooks(httplib::Server& s, ServiceParts& p) {
     if (p.config.api_keys.empty() || req.path == "/healthz") {
       return httplib::Server::HandlerResponse::Unhandled;
     }
-    std::string header = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (header.rfind(prefix, 0) == 0) {
-      std::string key = header.substr(prefix.size());
-      for (const auto& k : p.config.api_keys) {
-        if (ConstantTimeEquals(key, k)) return httplib::Server::HandlerResponse::Unhandled;
-      }
+    const std::string header = req.get_header_value("Authorization");
+    if (const ApiKey* key = RequestKey(p.config, req)) {
+      if (key->any_user() || !OperatorRoute(req))
+        return httplib::Server::HandlerResponse::Unhandled;
+      ErrorAnswer(res, {ErrorKind::kForbidden, "this API key acts for its users only: " + req.path +
+                                                   " is the operator's"});
+      return httplib::Server::HandlerResponse::Handled;
     }
     res.set_header("WWW-Authenticate", "Bearer");
     JsonError(res, 401, "unauthorized",

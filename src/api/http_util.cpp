@@ -27,12 +27,51 @@ void ErrorAnswer(httplib::Response& res, const Error& error) {
   JsonError(res, HttpStatus(error.kind), HttpErrorCode(error.kind), error.message);
 }
 
-std::optional<std::string> QueryUser(const httplib::Request& req, httplib::Response& res) {
+const ApiKey* RequestKey(const ServiceConfig& config, const httplib::Request& req) {
+  const std::string header = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  if (header.rfind(prefix, 0) != 0) return nullptr;
+  const std::string key = header.substr(prefix.size());
+  const ApiKey* found = nullptr;
+  for (const auto& k : config.api_keys) {
+    if (ConstantTimeEquals(key, k.key)) found = &k;  // no early exit: the time says nothing
+  }
+  return found;
+}
+
+std::optional<Error> CheckActingFor(const ServiceConfig& config, const httplib::Request& req,
+                                    const std::string& user) {
+  if (config.api_keys.empty()) return std::nullopt;
+  const ApiKey* key = RequestKey(config, req);
+  // The authentication hook has refused a request without a valid key before any route runs.
+  if (key == nullptr || !key->MayActFor(user)) {
+    return Error{ErrorKind::kForbidden, "this API key may not act for user " + user};
+  }
+  return std::nullopt;
+}
+
+bool OperatorRoute(const httplib::Request& req) {
+  return req.path == "/metrics" || (req.method == "POST" && (req.path == "/v1/cleanup" ||
+                                                             req.path == "/v1/packages/refresh"));
+}
+
+bool AnswerUnlessActingFor(const ServiceConfig& config, const httplib::Request& req,
+                           httplib::Response& res, const std::string& user) {
+  if (auto refused = CheckActingFor(config, req, user)) {
+    ErrorAnswer(res, *refused);
+    return false;
+  }
+  return true;
+}
+
+std::optional<std::string> QueryUser(const ServiceConfig& config, const httplib::Request& req,
+                                     httplib::Response& res) {
   std::string id = req.get_param_value("user_id");
   if (!ValidUserId(id)) {
     JsonError(res, 400, "bad_request", kUserIdRule);
     return std::nullopt;
   }
+  if (!AnswerUnlessActingFor(config, req, res, id)) return std::nullopt;
   return id;
 }
 

@@ -86,6 +86,10 @@ std::optional<std::pair<std::string, McpSession>> SessionOf(ServiceParts& p,
     McpHttpError(res, 403, -32000, "this session belongs to another user");
     return std::nullopt;
   }
+  if (auto refused = CheckActingFor(p.config, req, session->user)) {
+    McpHttpError(res, 403, -32000, refused->message);
+    return std::nullopt;
+  }
   return std::make_pair(id, *session);
 }
 
@@ -115,6 +119,9 @@ void McpPost(ServiceParts& p, const httplib::Request& req, httplib::Response& re
     if (!ValidUserId(session.user)) {
       return McpHttpError(res, 400, -32602,
                           "user_id must be 1-128 characters of A-Z a-z 0-9 _ . : -");
+    }
+    if (auto refused = CheckActingFor(p.config, req, session.user)) {
+      return McpHttpError(res, 403, -32000, refused->message);
     }
   } else {
     auto found = SessionOf(p, req, res);

@@ -22,11 +22,23 @@ void AddPackageRoutes(httplib::Server& s, ServiceParts& p) {
                        "packages is required: a list of 1-50 package names");
     }
     std::string requester = "api";
-    if (j.contains("user_id") && !j["user_id"].is_null()) {
+    const bool names_user = j.contains("user_id") && !j["user_id"].is_null();
+    if (names_user) {
       if (!j["user_id"].is_string() || !ValidUserId(j["user_id"].get<std::string>())) {
         return JsonError(res, 400, "bad_request", kUserIdRule);
       }
       requester = j["user_id"];
+    }
+    // A key bound to users installs for one of them; installs for the service are the operator's.
+    if (!p.config.api_keys.empty() && !names_user) {
+      const ApiKey* key = RequestKey(p.config, req);
+      if (key == nullptr || !key->any_user()) {
+        return ErrorAnswer(res, {ErrorKind::kForbidden,
+                                 "this API key installs packages only for its users: name one in "
+                                 "user_id"});
+      }
+    } else if (!AnswerUnlessActingFor(p.config, req, res, requester)) {
+      return;
     }
     packages::InstallReport report =
         p.packages.Install(names.get<std::vector<std::string>>(), requester);

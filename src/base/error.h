@@ -11,6 +11,7 @@ namespace codecell {
 // policy.
 enum class ErrorKind {
   kBadInput,     // the client's request is malformed or out of range: fix the request
+  kForbidden,    // the caller's API key may not act for the user it names, or on the service
   kNotFound,     // it names something (a file, a route) that does not exist for this user
   kTooLarge,     // a body or a file over a size limit
   kOverQuota,    // a per-user quota is full (files, bytes)

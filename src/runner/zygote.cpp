@@ -424,7 +424,9 @@ int ZygoteMain(const ZygoteOptions& options) {
   // The interpreter's environment is InterpreterEnv and nothing else: the children inherit it,
   // and the caller's variables (the host's secrets) must not be in this process at all.
   ::clearenv();
-  for (const auto& entry : InterpreterEnv()) ::putenv(::strdup(entry.c_str()));
+  // putenv keeps the pointer it is given: the strings live as long as the process.
+  static std::vector<std::string> environment = InterpreterEnv();
+  for (auto& entry : environment) ::putenv(entry.data());
   if (::chdir("/") != 0) return fail("chdir /");
   if (auto s = PrivateTmp(options.data_dir); !s) return fail(s.error());
 

@@ -144,7 +144,10 @@ TEST_F(ConfigTest, RefusesANonLoopbackAddressWithoutKeys) {
   flags.api_keys.clear();
   auto with_env = LoadServiceConfig(flags);
   ASSERT_TRUE(with_env);
-  EXPECT_EQ(with_env->api_keys, (std::vector<std::string>{"a", "b"}));
+  ASSERT_EQ(with_env->api_keys.size(), 2u);
+  EXPECT_EQ(with_env->api_keys[0].key, "a");
+  EXPECT_EQ(with_env->api_keys[1].key, "b");
+  EXPECT_TRUE(with_env->api_keys[1].any_user());
 }
 
 TEST_F(ConfigTest, AnUnknownKeyIsAnErrorNotASilentDefault) {
@@ -222,6 +225,45 @@ TEST_F(ConfigTest, TheEnvironmentSpeaksEachTypeItsOwnWay) {
   for (const char* v : {"CODECELL_WARM_INTERPRETERS", "CODECELL_PRELOAD",
                         "CODECELL_PACKAGES_INDEX_URL", "CODECELL_PACKAGES_WHEEL_DIR"}) {
     ::unsetenv(v);
+  }
+}
+
+TEST_F(ConfigTest, KeysBoundToTenantsActOnlyForTheirUsers) {
+  ConfigOverrides flags;
+  flags.config_file = WriteToml(
+      "api_keys = [\"operator\", {key = \"bot1\", user_prefix = \"bot1:\"},\n"
+      "            {key = \"bot2\", users = [\"alice\", \"bob\"]},\n"
+      "            {key = \"both\", user_prefix = \"x-\", users = [\"carol\"]}]\n");
+  auto c = LoadServiceConfig(flags);
+  ASSERT_TRUE(c) << c.error();
+  ASSERT_EQ(c->api_keys.size(), 4u);
+  const ApiKey &op = c->api_keys[0], &bot1 = c->api_keys[1], &bot2 = c->api_keys[2],
+               &both = c->api_keys[3];
+  EXPECT_TRUE(op.any_user());
+  EXPECT_TRUE(op.MayActFor("anyone"));
+  EXPECT_FALSE(bot1.any_user());
+  EXPECT_TRUE(bot1.MayActFor("bot1:alice"));
+  EXPECT_FALSE(bot1.MayActFor("bot1:"));  // the prefix alone names no user
+  EXPECT_FALSE(bot1.MayActFor("bot2:alice"));
+  EXPECT_FALSE(bot1.MayActFor("xbot1:alice"));
+  EXPECT_TRUE(bot2.MayActFor("alice"));
+  EXPECT_FALSE(bot2.MayActFor("alicex"));
+  EXPECT_FALSE(bot2.MayActFor("bot1:alice"));
+  EXPECT_TRUE(both.MayActFor("x-1"));
+  EXPECT_TRUE(both.MayActFor("carol"));
+  EXPECT_FALSE(both.MayActFor("dave"));
+
+  for (const std::string bad :
+       {"api_keys = [{key = \"k\", user_prefix = \"\"}]\n",
+        "api_keys = [{key = \"k\", users = []}]\n",
+        "api_keys = [{key = \"k\", users = [\"no spaces\"]}]\n",
+        "api_keys = [{user_prefix = \"a:\"}]\n", "api_keys = [{key = \"k\", prefix = \"a:\"}]\n",
+        "api_keys = [\"k\", \"k\"]\n", "api_keys = [{key = \"k\", user_prefix = \"a b\"}]\n",
+        "api_keys = \"k\"\n"}) {
+    flags.config_file = WriteToml(bad);
+    auto refused = LoadServiceConfig(flags);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_NE(refused.error().find("api_keys"), std::string::npos) << refused.error();
   }
 }
 

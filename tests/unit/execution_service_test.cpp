@@ -447,6 +447,7 @@ TEST(ExecutionService, TheObserverSeesTheOutputAsItComes) {
 TEST(ExecutionServiceErrors, EachKindHasOneHttpStatusAndCode) {
   const std::vector<std::tuple<ErrorKind, int, std::string>> expected = {
       {ErrorKind::kBadInput, 400, "bad_request"},
+      {ErrorKind::kForbidden, 403, "forbidden"},
       {ErrorKind::kNotFound, 404, "not_found"},
       {ErrorKind::kTooLarge, 413, "too_large"},
       {ErrorKind::kOverQuota, 429, "rate_limited"},
