@@ -150,6 +150,10 @@ bool Service::Run(std::string& error) {
   s.set_read_timeout(30);
   s.set_write_timeout(30);
   s.set_keep_alive_max_count(100);
+  // Without it every request after the first on a keep-alive connection waited ~40 ms: Nagle's
+  // algorithm holding the answer's last segment against the client's delayed ACK (measured: a
+  // status request took 43 ms reused, 1 ms fresh).
+  s.set_tcp_nodelay(true);
   parts_.reset(new ServiceParts{config_, *store_, files_, packages_, executions_, maintenance_,
                                 tools_, mcp_, mcp_sessions_, metrics_,
                                 [this] { return Status(); }});
