@@ -4,7 +4,7 @@ connection each, in one run against one daemon (issue 15: keep-alive must cost n
 fresh connection; before TCP_NODELAY a reused connection paid ~40 ms a request, Nagle's algorithm
 against the client's delayed ACK).
 
-Run as root after building:   /usr/bin/python3 bench/http.py [--runs 200]
+Run as root after building:   /usr/bin/python3 bench/front_door.py [--runs 200]
 Requests: GET /v1/status (no execution: the front door alone) and POST /v1/executions of
 print('hi') (warm). The methods alternate request by request so that drift hits both alike. The
 table shows the median and p90 per request and method and the ratio fresh / kept-alive (> 1x:
