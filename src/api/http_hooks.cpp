@@ -50,8 +50,15 @@ int SocketOf(const httplib::Request& req) {
   return -1;
 }
 
+// A body that can leave unread bytes behind (an empty one cannot).
 bool HasBody(const httplib::Request& req) {
-  return req.has_header("Content-Length") || req.has_header("Transfer-Encoding");
+  return req.has_header("Transfer-Encoding") ||
+         (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
+}
+
+// Once per answer (httplib's set_header adds a line each time).
+void SayClose(httplib::Response& res) {
+  if (!res.has_header("Connection")) res.set_header("Connection", "close");
 }
 
 // What would let the body's end be read two ways: a Content-Length that is not one decimal
@@ -96,7 +103,7 @@ void AddServerHooks(httplib::Server& s, ServiceParts& p) {
     request_started = std::chrono::steady_clock::now();
     auto handled = [&] {
       // Answered without reading the body: the connection must not be read from again.
-      if (HasBody(req)) res.set_header("Connection", "close");
+      if (HasBody(req)) SayClose(res);
       return httplib::Server::HandlerResponse::Handled;
     };
     if (auto refused = FramingError(req)) {
@@ -106,7 +113,9 @@ void AddServerHooks(httplib::Server& s, ServiceParts& p) {
     // A request with neither header has no body (RFC 9112 6.3); httplib 0.11 would read a POST's
     // until the client closes (`curl -X POST .../v1/cleanup` waited for its read timeout). The
     // request is httplib's own non-const object, handed to this hook as const.
-    if (!HasBody(req)) const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
+    if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+      const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
+    }
     if (p.config.api_keys.empty() || req.path == "/healthz") {
       return httplib::Server::HandlerResponse::Unhandled;
     }
@@ -129,10 +138,10 @@ void AddServerHooks(httplib::Server& s, ServiceParts& p) {
   // from it (request smuggling): after any error answer to a request with a body, the connection
   // closes.
   s.set_post_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (res.status >= 400 && HasBody(req)) res.set_header("Connection", "close");
+    if (res.status >= 400 && HasBody(req)) SayClose(res);
   });
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (res.status >= 400 && HasBody(req)) res.set_header("Connection", "close");
+    if (res.status >= 400 && HasBody(req)) SayClose(res);
     if (!res.body.empty()) return;
     // httplib answers 404 (or 400, for a method it has no routes for, such as PUT) when no route
     // matched, without a body; on a known path that means another method: 405. Its 400 for a
