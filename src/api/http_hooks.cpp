@@ -56,11 +56,6 @@ bool HasBody(const httplib::Request& req) {
          (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
 }
 
-// Once per answer (httplib's set_header adds a line each time).
-void SayClose(httplib::Response& res) {
-  if (!res.has_header("Connection")) res.set_header("Connection", "close");
-}
-
 // What would let the body's end be read two ways: a Content-Length that is not one decimal
 // number of at most 18 digits, several of them, or one beside a Transfer-Encoding (RFC 9112
 // 6.3: a request smuggling vector). The library would wait for a body it cannot size.
@@ -101,14 +96,9 @@ void CloseAfterAnswer(const httplib::Request& req) {
 void AddServerHooks(httplib::Server& s, ServiceParts& p) {
   s.set_pre_routing_handler([&p](const httplib::Request& req, httplib::Response& res) {
     request_started = std::chrono::steady_clock::now();
-    auto handled = [&] {
-      // Answered without reading the body: the connection must not be read from again.
-      if (HasBody(req)) SayClose(res);
-      return httplib::Server::HandlerResponse::Handled;
-    };
     if (auto refused = FramingError(req)) {
       ErrorAnswer(res, *refused);
-      return handled();
+      return httplib::Server::HandlerResponse::Handled;
     }
     // A request with neither header has no body (RFC 9112 6.3); httplib 0.11 would read a POST's
     // until the client closes (`curl -X POST .../v1/cleanup` waited for its read timeout). The
@@ -126,22 +116,20 @@ void AddServerHooks(httplib::Server& s, ServiceParts& p) {
       }
       ErrorAnswer(res, {ErrorKind::kForbidden, "this API key acts for its users only: " + req.path +
                                                    " is the operator's"});
-      return handled();
+      return httplib::Server::HandlerResponse::Handled;
     }
     res.set_header("WWW-Authenticate", "Bearer");
     JsonError(res, 401, "unauthorized",
               header.empty() ? "missing Authorization: Bearer <key>" : "invalid API key");
-    return handled();
+    return httplib::Server::HandlerResponse::Handled;
   });
-  // A refusal answered before the body was read (a 413 on the declared size, a second user_id
-  // part) leaves the rest of the body on the connection, where the next request would be parsed
-  // from it (request smuggling): after any error answer to a request with a body, the connection
-  // closes.
-  s.set_post_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (res.status >= 400 && HasBody(req)) SayClose(res);
-  });
+  // httplib calls this for every answer of 400 or more: its own, a route's, this file's hooks'.
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (res.status >= 400 && HasBody(req)) SayClose(res);
+    // A refusal answered before the body was read (a 413 on the declared size, a second user_id
+    // part, a 401) leaves the rest of the body on the connection, where the next request would
+    // be parsed from it (request smuggling): after an error answer to a request with a body, the
+    // connection closes.
+    if (HasBody(req)) res.set_header("Connection", "close");
     if (!res.body.empty()) return;
     // httplib answers 404 (or 400, for a method it has no routes for, such as PUT) when no route
     // matched, without a body; on a known path that means another method: 405. Its 400 for a
